@@ -1,0 +1,50 @@
+# One entry point for everything: each target builds what it needs first.
+# Quick start: `make demo` (the whole pipeline on the built-in example) and `make test`.
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Lava (lava-nc 0.10.0) needs Python 3.10 and numpy<2: it lives in its own interpreter.
+LAVA_VENV  := .venv-lava
+LAVA_STAMP := $(LAVA_VENV)/.installed
+
+.PHONY: all install demo test test-fast lava-env lint golden clean
+
+all: install
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and exactly: an open range would pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(LAVA_STAMP): scripts/lava-env.sh
+	bash scripts/lava-env.sh $(LAVA_VENV)
+	touch $(LAVA_STAMP)
+
+lava-env: $(LAVA_STAMP)
+
+demo: install lava-env
+	$(VENV)/bin/slamp-deploy --target loihi2
+
+test: install lava-env
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not lava"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+golden: install
+	$(PY) -m tests.golden.regenerate
+
+clean:
+	rm -rf $(VENV) $(LAVA_VENV) slamp-out
