@@ -17,10 +17,10 @@ from pathlib import Path
 
 import snntorch.utils
 import torch
+from slamp_deploy.examples.digits import ENCODING, TIMESTEPS, build_model
 from torch import nn
 
 from slamp_deploy.data import encode, load_digits, split
-from slamp_deploy.examples.digits import ENCODING, TIMESTEPS, build_model
 
 HERE = Path(__file__).resolve().parent
 

@@ -156,10 +156,7 @@ def _leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _check_supported(model: nn.Module) -> None:
-    if not list(model.children()):
-        leaves = [("<model>", model)]
-    else:
-        leaves = _leaf_modules(model)
+    leaves = [("<model>", model)] if not list(model.children()) else _leaf_modules(model)
     for name, m in leaves:
         if type(m) not in SUPPORTED:
             raise ModelError(f"layer '{name}' has unsupported type {type(m).__module__}."

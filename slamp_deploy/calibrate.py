@@ -1,0 +1,120 @@
+"""Temporal statistics from calibration data: what SLAMP's layer scores are made of."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data import Dataset, encode
+from .graph import NEURON_KINDS, SYNAPTIC_KINDS, Op, SpikingGraph, neuron_params
+from .runner import loss, run
+from .scores import impulse_response, temporal_factor
+
+TIMESTEP_WEIGHTS = ("uniform", "gradient")
+
+#: progress(advance) -> None, called once per processed batch
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, eq=False)
+class TemporalStats:
+    """Per-layer, per-step activity measured on the calibration set."""
+
+    timesteps: int
+    samples: int
+    activity_rms: dict[str, np.ndarray]  # layer -> [T] RMS presynaptic activity a_l(t)
+    firing_rate: dict[str, np.ndarray]  # neuron op -> [T] mean spikes per neuron per step
+    impulse: dict[str, np.ndarray]  # layer -> [T] sub-threshold impulse response h_l
+    timestep_weights: np.ndarray  # [T] w_t, max 1
+    timestep_weights_source: str  # "uniform" | "gradient"
+
+    def lambdas(self, variant: str = "max") -> dict[str, float]:
+        """SLAMP's temporal factor per layer (see :func:`slamp_deploy.scores.temporal_factor`)."""
+        return {n: temporal_factor(self.impulse[n], self.activity_rms[n], self.timestep_weights,
+                                   variant) for n in self.activity_rms}
+
+
+def layer_impulse(graph: SpikingGraph, timesteps: int) -> dict[str, np.ndarray]:
+    """Impulse response of the neurons each layer feeds; per-neuron decays use the layer mean."""
+    out = {}
+    for layer in graph.layers:
+        if layer.neuron is None:
+            out[layer.name] = impulse_response(None, 0.0, 0.0, timesteps)
+            continue
+        p = neuron_params(layer.neuron)
+        beta = float(p["beta"].mean())  # type: ignore[union-attr]
+        alpha = float(p["alpha"].mean()) if "alpha" in p else 0.0  # type: ignore[union-attr]
+        out[layer.name] = impulse_response(layer.neuron.kind, beta, alpha, timesteps)
+    return out
+
+
+def calibrate(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: str,
+              readout: str, batch_size: int = 128, timestep_weights: str = "uniform",
+              seed: int = 0, progress: Progress | None = None) -> TemporalStats:
+    """Measure a_l(t) for every layer and firing rates for every neuron op on ``data``.
+
+    With ``timestep_weights="gradient"`` the step weights are ``E ||dLoss/dI_L[t]||`` of the
+    last layer's input current on one labelled batch, normalised to max 1; otherwise uniform.
+    """
+    if timestep_weights not in TIMESTEP_WEIGHTS:
+        from .errors import UsageError
+
+        raise UsageError(f"--timestep-weights {timestep_weights!r}: choose one of "
+                         f"{', '.join(TIMESTEP_WEIGHTS)}")
+    layer_at = {la.op_index: la.name for la in graph.layers}
+    sumsq = {name: np.zeros(timesteps) for name in layer_at.values()}
+    width = {la.name: int(np.prod(graph.ops[la.op_index].in_shape)) for la in graph.layers}
+    spikes = {op.name: np.zeros(timesteps) for op in graph.neuron_ops}
+    n_neurons = {op.name: int(np.prod(op.out_shape)) for op in graph.neuron_ops}
+
+    def observe(i: int, op: Op, t: int, inp: torch.Tensor, out: torch.Tensor) -> None:
+        if i in layer_at:
+            sumsq[layer_at[i]][t] += float(inp.double().pow(2).sum())
+        if op.kind in NEURON_KINDS:
+            spikes[op.name][t] += float(out.double().sum())
+
+    gen = torch.Generator().manual_seed(seed)
+    graph.model.eval()
+    with torch.no_grad():
+        for xb, _ in data.batches(batch_size):
+            run(graph, encode(xb, timesteps, encoding, sequence=data.sequence, generator=gen),
+                observers=(observe,))
+            if progress:
+                progress(1)
+    n = len(data)
+    activity = {k: np.sqrt(v / (n * width[k])) for k, v in sumsq.items()}
+    rates = {k: v / (n * n_neurons[k]) for k, v in spikes.items()}
+    if timestep_weights == "gradient":
+        w = _gradient_weights(graph, data, timesteps, encoding, readout, batch_size, gen)
+    else:
+        w = np.ones(timesteps)
+    return TemporalStats(timesteps=timesteps, samples=n, activity_rms=activity, firing_rate=rates,
+                         impulse=layer_impulse(graph, timesteps), timestep_weights=w,
+                         timestep_weights_source=timestep_weights)
+
+
+def _gradient_weights(graph: SpikingGraph, data: Dataset, timesteps: int, encoding: str,
+                      readout: str, batch_size: int, gen: torch.Generator) -> np.ndarray:
+    """E ||dLoss/dI_L[t]|| for the last synaptic layer's current, normalised to max 1."""
+    last = max(i for i, op in enumerate(graph.ops) if op.kind in SYNAPTIC_KINDS)
+    currents: list[torch.Tensor] = []
+
+    def keep(i: int, op: Op, t: int, inp: torch.Tensor, out: torch.Tensor) -> None:
+        if i == last:
+            out.retain_grad()
+            currents.append(out)
+
+    xb, yb = next(data.batches(batch_size))
+    out = run(graph, encode(xb, timesteps, encoding, sequence=data.sequence, generator=gen),
+              observers=(keep,))
+    loss(out, yb, readout).backward()
+    graph.model.zero_grad(set_to_none=True)
+    g = np.array([float(c.grad.flatten(1).norm(dim=1).mean()) if c.grad is not None else 0.0
+                  for c in currents])
+    return g / g.max() if g.max() > 0 else np.ones(timesteps)
+
+
+__all__ = ["SYNAPTIC_KINDS", "TIMESTEP_WEIGHTS", "TemporalStats", "calibrate", "layer_impulse"]

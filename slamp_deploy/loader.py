@@ -1,0 +1,149 @@
+"""Load the user's model (a factory plus a state_dict) or the built-in example."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pickle
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import ModelError
+
+BUILTIN = "builtin:digits"
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model ready for tracing, and where it came from."""
+
+    model: nn.Module
+    spec: str  # the --model value (or "builtin:digits")
+    weights: str | None  # the checkpoint path, if any
+
+
+def load_model(spec: str | None, weights: str | None, *, device: str = "cpu") -> LoadedModel:
+    """Build the model from ``spec`` and load ``weights`` into it.
+
+    ``spec`` is ``path/to/file.py:factory`` or ``package.module:factory`` (a function returning
+    the ``nn.Module``); None means the built-in digits example with its shipped weights.
+    """
+    if spec is None or spec == BUILTIN:
+        from .examples.digits import build_model, weights_path
+
+        model = build_model()
+        weights = weights or str(weights_path())
+        spec = BUILTIN
+    else:
+        model = _call_factory(spec)
+    if weights is not None:
+        load_weights(model, weights)
+    check_finite(model, weights or spec)
+    return LoadedModel(model=model.to(device), spec=spec, weights=weights)
+
+
+def _call_factory(spec: str) -> nn.Module:
+    if ":" not in spec:
+        raise ModelError(f"--model {spec!r}: expected 'path/to/file.py:factory' or "
+                         f"'package.module:factory'")
+    where, _, attr = spec.rpartition(":")
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where)
+        if not path.is_file():
+            raise ModelError(f"--model {spec!r}: file {path} does not exist")
+        name = f"_slamp_user_model_{abs(hash(str(path.resolve())))}"
+        loader_spec = importlib.util.spec_from_file_location(name, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise ModelError(f"--model {spec!r}: cannot import {path} as a Python file")
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[name] = module
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as e:
+            raise ModelError(f"--model {spec!r}: importing {path} failed: "
+                             f"{type(e).__name__}: {e}") from e
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as e:
+            raise ModelError(f"--model {spec!r}: cannot import module {where!r} ({e}); "
+                             f"check the name or pass a file path") from e
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise ModelError(f"--model {spec!r}: {where} has no attribute {attr!r}")
+    if not callable(factory):
+        raise ModelError(f"--model {spec!r}: {attr!r} is a {type(factory).__name__}, not a "
+                         f"callable factory returning an nn.Module")
+    try:
+        model = factory()
+    except Exception as e:
+        raise ModelError(f"--model {spec!r}: calling {attr}() failed: {type(e).__name__}: {e}"
+                         ) from e
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"--model {spec!r}: {attr}() returned a {type(model).__name__}, "
+                         f"not a torch.nn.Module")
+    if not list(model.children()):
+        raise ModelError(f"--model {spec!r}: {attr}() returned a single "
+                         f"{type(model).__name__}; wrap the layers in nn.Sequential or a module")
+    return model
+
+
+def load_weights(model: nn.Module, path: str) -> None:
+    """Load a state_dict with ``weights_only=True``; refuse pickled objects and key mismatches."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"--weights {p}: file not found")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ModelError(f"--weights {p}: the checkpoint needs unpickling of arbitrary Python "
+                         f"objects, which can run code, so it is refused; save "
+                         f"model.state_dict() instead of the model object") from e
+    except Exception as e:
+        raise ModelError(f"--weights {p}: cannot read checkpoint ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"--weights {p}: expected a state_dict (names -> tensors), got "
+                         f"{type(state).__name__}")
+    own = model.state_dict()
+    # snnTorch's hidden-state buffers (mem, syn) take the shape of the last input: skip them
+    state = {k: v for k, v in state.items() if not _is_state_buffer(k)}
+    wanted = {k for k in own if not _is_state_buffer(k)}
+    missing = sorted(wanted - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ModelError(f"--weights {p}: keys do not match the model: missing "
+                         f"{_few(missing)}; unexpected {_few(unexpected)}")
+    for k, v in state.items():
+        if own[k].shape != v.shape:
+            raise ModelError(f"--weights {p}: '{k}' has shape {tuple(v.shape)}, the model "
+                             f"expects {tuple(own[k].shape)}")
+    model.load_state_dict(state, strict=False)
+
+
+def _is_state_buffer(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in ("mem", "syn", "spk", "reset")
+
+
+def _few(keys: list[str]) -> str:
+    if not keys:
+        return "none"
+    shown = ", ".join(keys[:6])
+    return shown + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
+
+
+def check_finite(model: nn.Module, where: str) -> None:
+    """Refuse NaN or inf in any parameter or buffer (hidden states excluded)."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if _is_state_buffer(name) or not t.is_floating_point() or t.numel() == 0:
+            continue
+        if not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).sum())
+            raise ModelError(f"{where}: '{name}' has {bad} NaN/inf value(s) of {t.numel()}; "
+                             f"retrain or fix the checkpoint")

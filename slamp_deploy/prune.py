@@ -1,0 +1,142 @@
+"""Masks: apply them, keep them fixed during training, make them permanent, match currents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .data import Dataset, encode
+from .graph import Layer, Op, SpikingGraph
+from .runner import run
+from .scores import Allocation, magnitude_mask
+
+Masks = dict[str, torch.Tensor]  # layer name -> bool mask, True = kept
+
+
+def alive_masks(graph: SpikingGraph) -> Masks:
+    """Weights that are currently non-zero."""
+    return {la.name: (la.weight.detach() != 0).cpu() for la in graph.layers}
+
+
+def masks_from_allocation(graph: SpikingGraph, alloc: Allocation, alive: Masks) -> Masks:
+    """Per-layer magnitude pruning to the allocation's keep counts (never revives a weight)."""
+    return {la.name: magnitude_mask(la.weight, alloc.keep[la.name], alive[la.name])
+            for la in graph.layers}
+
+
+@torch.no_grad()
+def apply_masks(graph: SpikingGraph, masks: Mapping[str, torch.Tensor]) -> None:
+    """Zero every pruned weight in place."""
+    for la in graph.layers:
+        la.weight.mul_(masks[la.name].to(la.weight.device, la.weight.dtype))
+
+
+@contextmanager
+def masks_fixed(graph: SpikingGraph, masks: Mapping[str, torch.Tensor]):
+    """Inside this block pruned weights get zero gradient; call :func:`apply_masks` after steps.
+
+    Masking the gradient keeps optimisers with momentum from moving a pruned weight; re-applying
+    the mask after each step guards against weight decay and numerical drift.
+    """
+    handles = []
+    for la in graph.layers:
+        m = masks[la.name].to(la.weight.device, la.weight.dtype)
+        handles.append(la.weight.register_hook(lambda g, m=m: g * m))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def synaptic_current(layer: Layer, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The layer's op applied to ``x`` with ``weight`` and no bias."""
+    m = layer.module
+    if isinstance(m, nn.Linear):
+        return F.linear(x, weight)
+    return m._conv_forward(x, weight, None)  # type: ignore[operator]
+
+
+@torch.no_grad()
+def match_currents(graph: SpikingGraph, dense: Mapping[str, torch.Tensor],
+                   masks: Mapping[str, torch.Tensor], data: Dataset, *, timesteps: int,
+                   encoding: str, batch_size: int = 256, seed: int = 0,
+                   progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """Least-squares rescaling of each output neuron's kept weights, layer by layer.
+
+    For output neuron (or conv channel) j of layer l, on calibration inputs that went through the
+    already-corrected pruned layers before l:
+
+    .. math::  \\alpha_j = \\langle I^{p}_j, I^{d}_j \\rangle / \\langle I^{p}_j, I^{p}_j \\rangle
+
+    where :math:`I^p` uses the pruned weights and :math:`I^d` the dense ones on the same inputs.
+    A neuron with no pruned current, or a non-positive or non-finite factor, keeps factor 1.
+    BatchNorm layers after l are re-estimated on the corrected network.
+
+    Returns:
+        layer name -> the factors applied (one per output neuron / channel).
+    """
+    factors: dict[str, list[float]] = {}
+    was_training = graph.model.training
+    graph.model.eval()
+    for la in graph.layers:
+        num = den = None
+        gen = torch.Generator().manual_seed(seed)
+        captured: list[torch.Tensor] = []
+
+        def grab(i: int, op: Op, t: int, inp: torch.Tensor, out: torch.Tensor,
+                 idx: int = la.op_index, sink: list[torch.Tensor] = captured) -> None:
+            if i == idx:
+                sink.append(inp)
+
+        for xb, _ in data.batches(batch_size):
+            captured.clear()
+            run(graph, encode(xb, timesteps, encoding, sequence=data.sequence, generator=gen),
+                observers=(grab,))
+            x = torch.cat(captured)
+            ip = synaptic_current(la, x, la.weight)
+            idn = synaptic_current(la, x, dense[la.name].to(x.device))
+            dims = [d for d in range(ip.dim()) if d != 1]
+            n_, d_ = (ip * idn).sum(dims).double(), (ip * ip).sum(dims).double()
+            num = n_ if num is None else num + n_
+            den = d_ if den is None else den + d_
+        assert num is not None and den is not None
+        alpha = torch.where(den > 0, num / torch.where(den > 0, den, 1.0), 1.0)
+        alpha = torch.where(torch.isfinite(alpha) & (alpha > 0), alpha, 1.0).float()
+        shape = (-1,) + (1,) * (la.weight.dim() - 1)
+        la.weight.mul_(alpha.view(shape).to(la.weight.device))
+        la.weight.mul_(masks[la.name].to(la.weight.device, la.weight.dtype))
+        factors[la.name] = [round(float(a), 6) for a in alpha]
+        _reestimate_batchnorm(graph, la, data, timesteps, encoding, batch_size, seed)
+        if progress:
+            progress(1)
+    graph.model.train(was_training)
+    return factors
+
+
+def _reestimate_batchnorm(graph: SpikingGraph, la: Layer, data: Dataset, timesteps: int,
+                          encoding: str, batch_size: int, seed: int) -> None:
+    """Recompute running statistics of the BatchNorm ops between ``la`` and the next layer."""
+    bns = []
+    for op in graph.ops[la.op_index + 1:]:
+        if op.kind in ("linear", "conv1d", "conv2d"):
+            break
+        if op.kind == "batchnorm":
+            bns.append(op.module)
+    if not bns:
+        return
+    saved = [(bn, bn.momentum) for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over every step of every batch
+        bn.train()
+    gen = torch.Generator().manual_seed(seed)
+    for xb, _ in data.batches(batch_size):
+        run(graph, encode(xb, timesteps, encoding, sequence=data.sequence, generator=gen))
+    for bn, mom in saved:
+        bn.momentum = mom
+        bn.eval()
