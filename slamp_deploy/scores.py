@@ -175,10 +175,12 @@ def allocate(method: str, weights: Mapping[str, torch.Tensor], alive: Mapping[st
                 scores[n], factor[n] = lamp_scores(w) * lam, lam
         counts = _topk_counts(scores, k)
         binding = {n: f"{method}.threshold" for n in names}
-        # a layer's largest alive weight always scores > 0 under LAMP/SLAMP; make sure no
-        # layer is emptied even when k is tiny (keep at least one weight per layer)
+        # No layer is ever emptied. Under LAMP every layer's largest weight scores 1 and all
+        # others score <= 1/2, so this only bites when k < number of layers; under SLAMP a
+        # layer with a large lambda can outscore another layer's maximum (0.5 * lambda > 1),
+        # and global magnitude ignores layers altogether, so keep one weight per layer.
         for n in names:
-            if counts[n] == 0 and n_alive[n] > 0 and method != "global":
+            if counts[n] == 0 and n_alive[n] > 0:
                 counts[n] = 1
                 binding[n] = "min_one_per_layer"
         return Allocation(method=method, keep=counts, layer_score=factor, binding=binding)
