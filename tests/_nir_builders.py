@@ -143,11 +143,13 @@ def run_torch(modules: list[nn.Module], x: np.ndarray) -> dict[str, np.ndarray]:
 
 def prune_(modules: list[nn.Module], density: float, seed: int = 0) -> None:
     """Zero a random (1 - density) fraction of every Linear/Conv weight in place."""
-    g = torch.Generator().manual_seed(seed)
+    # numpy's generator: torch.rand under the same seed as torch.manual_seed would replay the
+    # stream that drew the init weights and prune exactly the positive (or negative) ones.
+    rng = np.random.default_rng(seed + 7919)
     with torch.no_grad():
         for m in modules:
             if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv1d)):
-                keep = torch.rand(m.weight.shape, generator=g) < density
+                keep = torch.from_numpy(rng.random(tuple(m.weight.shape)) < density)
                 m.weight.mul_(keep)
 
 
