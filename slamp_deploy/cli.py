@@ -149,8 +149,9 @@ def _print_summary(console: Any, report: dict[str, Any], out_dir: str) -> None:
             console.print(sec["summary"])
     tim = report["timings_s"]
     console.print(f"total {tim.get('total', 0):.1f} s · "
-                  + " · ".join(f"{k} {v:.1f} s" for k, v in tim.items() if k != "total"))
-    console.print(f"outputs: {out_dir}/report.json, report.md, pruned.pt")
+                  + " · ".join(f"{k} {v:.1f} s" for k, v in tim.items() if k != "total"),
+                  soft_wrap=True)
+    console.print(f"outputs: {out_dir}/report.json, report.md, pruned.pt", soft_wrap=True)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -45,9 +45,9 @@ _TRACE_BATCH = 3
 
 def supported_names() -> str:
     """Human-readable list of supported layer types, for error messages."""
-    names = sorted({t.__module__.split(".")[0].replace("torch", "nn") + "." + t.__name__
-                    for t in SUPPORTED})
-    return ", ".join(n.replace("snntorch.", "snn.") for n in names)
+    names = sorted(("snn." if t.__module__.startswith("snntorch") else "nn.") + t.__name__
+                   for t in SUPPORTED)
+    return ", ".join(names)
 
 
 @dataclass(frozen=True, eq=False)

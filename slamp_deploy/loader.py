@@ -115,7 +115,9 @@ def load_weights(model: nn.Module, path: str) -> None:
     # snnTorch's hidden-state buffers (mem, syn) take the shape of the last input: skip them
     state = {k: v for k, v in state.items() if not _is_state_buffer(k)}
     wanted = {k for k in own if not _is_state_buffer(k)}
-    missing = sorted(wanted - set(state))
+    params = {k for k, _ in model.named_parameters()}
+    # parameters first: a missing weight matters more than a missing neuron buffer
+    missing = sorted(wanted - set(state), key=lambda k: (k not in params, k))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise ModelError(f"--weights {p}: keys do not match the model: missing "
