@@ -272,7 +272,7 @@ class RuleResult:
     status: str  # "ok" | "violated" | "not_checked" | "no_limit"
     value: int | None = None  # observed worst case (per core under the chosen mapping)
     limit: int | None = None
-    comparison: str = "<="  # value <= limit, or ">=" for minimums
+    comparison: str = "<="  # value <= limit; ">=" for minimums; "==" for yes/no rules (1 = ok)
     cores_needed: int | None = None  # per-core rules: fewest cores that satisfy this rule alone
     relievable: bool = False  # unstructured pruning can relieve a violation
     confidence: str = ""  # of the limiting figure
@@ -281,7 +281,7 @@ class RuleResult:
     @property
     def margin(self) -> int | None:
         """Headroom: ``limit - value`` (``value - limit`` for minimums); negative = violated."""
-        if self.value is None or self.limit is None:
+        if self.value is None or self.limit is None or self.comparison == "==":
             return None
         return self.limit - self.value if self.comparison == "<=" else self.value - self.limit
 
@@ -605,6 +605,16 @@ def _violation(c: RuleResult, target: str) -> Violation:
     op = ">" if c.comparison == "<=" else "<"
     where = f"layer {c.layer}" if c.layer is not None else "network"
     assert c.value is not None and c.limit is not None  # violated results always carry both
+    if c.comparison == "==":
+        return Violation(
+            rule=c.rule,
+            layer=c.layer,
+            value=c.value,
+            limit=c.limit,
+            relievable=c.relievable,
+            remedy=c.reason,
+            message=f"{where}: {c.rule} violated: {c.reason} ({target})",
+        )
     scope = _SCOPE.get(c.rule.partition(".")[0], c.rule)
     msg = f"{where}: {what} {c.value:,} {op} {c.limit:,} ({target} {scope})"
     return Violation(
@@ -690,7 +700,7 @@ def _rule_layer_kinds(ctx: _Ctx) -> None:
                 status="ok" if ok else "violated",
                 value=int(ok),
                 limit=1,
-                comparison=">=",
+                comparison="==",
                 relievable=False,
                 confidence=fig.confidence,
                 reason=""
@@ -1059,7 +1069,7 @@ def _rules_speck(ctx: _Ctx) -> None:
                     status="ok" if ks[0] == ks[1] else "violated",
                     value=int(ks[1]),
                     limit=int(ks[0]),
-                    comparison=">=",
+                    comparison="==",
                     relievable=False,
                     confidence="V-code",
                     reason="" if ks[0] == ks[1] else "use a square kernel",
@@ -1090,6 +1100,7 @@ def _rules_speck(ctx: _Ctx) -> None:
             ctx.add(
                 RuleResult(
                     rule="speck.strides",
+                    comparison="==",
                     layer=name,
                     status="ok" if ok else "violated",
                     value=max(s),
@@ -1286,7 +1297,7 @@ def _rules_xylo(ctx: _Ctx) -> None:
                 status="ok" if has_neurons else "violated",
                 value=int(has_neurons),
                 limit=1,
-                comparison=">=",
+                comparison="==",
                 relievable=False,
                 confidence="V-code",
                 reason="" if has_neurons else "put a spiking neuron layer after this weight layer",
@@ -1417,6 +1428,7 @@ def _rules_akida(ctx: _Ctx) -> None:
         ctx.add(
             RuleResult(
                 rule="akida.conv_kernel_sizes",
+                comparison="==",
                 layer=lay.name,
                 status="ok" if ok else "violated",
                 value=int(max(ks)),
@@ -1435,6 +1447,7 @@ def _rules_akida(ctx: _Ctx) -> None:
         ctx.add(
             RuleResult(
                 rule="akida.conv_strides",
+                comparison="==",
                 layer=lay.name,
                 status="ok" if ok else "violated",
                 value=max(s),
@@ -1452,7 +1465,7 @@ def _rules_akida(ctx: _Ctx) -> None:
                 status="ok" if ok else "violated",
                 value=int(ok),
                 limit=1,
-                comparison=">=",
+                comparison="==",
                 relievable=False,
                 confidence="V",
                 reason="" if ok else "Akida 1.0 has no dilated or grouped convolution",
