@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,10 @@ import torch
 from . import __version__
 from .calibrate import TIMESTEP_WEIGHTS, TemporalStats, calibrate
 from .data import ENCODINGS, Dataset, Split, check_labels, load_digits, load_npz, split
+from .deploy import capped_masks, fit_keep, fit_section, has_caps
 from .errors import SlampError, UsageError
 from .graph import SpikingGraph, trace
+from .hardware import HardwareProfile, load_profile
 from .loader import BUILTIN, LoadedModel, load_model
 from .prune import Masks, alive_masks, apply_masks, masks_from_allocation, match_currents
 from .retrain import evaluate, retrain
@@ -173,6 +175,7 @@ def run(cfg: PipelineConfig, *, progress: ProgressFactory | None = None,
     t_start = time.perf_counter()
 
     with timer.stage("load"):
+        profile = load_profile(cfg.target)
         loaded = load_model(cfg.model, cfg.weights, device=cfg.device)
         ds, ev = load_data(cfg)
         T = resolve_timesteps(cfg, ds)
@@ -189,8 +192,9 @@ def run(cfg: PipelineConfig, *, progress: ProgressFactory | None = None,
         parts = split(ds, eval_fraction=cfg.eval_fraction, calib_samples=cfg.calib_samples,
                       seed=cfg.seed, eval_ds=ev)
     ctx = PipelineContext(cfg=cfg, loaded=loaded, graph=graph, parts=parts, timesteps=T,
-                          timer=timer, progress=prog)
+                          timer=timer, progress=prog, profile=profile)
     ctx.prune_and_recover()
+    ctx.deploy()
     if after_retrain is not None:
         after_retrain(ctx)
     timer.stages["total"] = round(time.perf_counter() - t_start, 3)
@@ -210,6 +214,9 @@ class PipelineContext:
     timesteps: int
     timer: _Timer
     progress: ProgressFactory
+    profile: HardwareProfile | None = None
+    fit_sparsity: float | None = None  # smallest sparsity that fits (with --fit)
+    fits: bool | None = None
     accuracy: dict[str, float] = field(default_factory=dict)
     masks: Masks = field(default_factory=dict)
     allocation: Allocation | None = None
@@ -224,6 +231,9 @@ class PipelineContext:
 
     @property
     def sparsity(self) -> float:
+        """The final target: --sparsity, the fit search's result, or the default."""
+        if self.fit_sparsity is not None:
+            return max(self.fit_sparsity, self.cfg.sparsity or 0.0)
         return DEFAULT_SPARSITY if self.cfg.sparsity is None else self.cfg.sparsity
 
     def _eval(self, key: str) -> float:
@@ -249,19 +259,27 @@ class PipelineContext:
         self._eval("dense")
         rounds = c.rounds if c.schedule == "iterative" else 1
         for r in range(1, rounds + 1):
-            target = 1.0 - (1.0 - self.sparsity) ** (r / rounds)
-            if r == rounds:
-                target = self.sparsity
             self.stats = self._calibrate()
             with self.timer.stage("score_allocate"):
                 self.lambdas = (self.stats.lambdas(c.lambda_variant) if c.method == "slamp"
                                 else {la.name: 1.0 for la in g.layers})
                 alive = alive_masks(g)
+                if c.fit and r == 1:
+                    self._fit_search(alive)
+                target = 1.0 - (1.0 - self.sparsity) ** (r / rounds)
+                if r == rounds:
+                    target = self.sparsity
                 before = {la.name: la.weight.detach().clone() for la in g.layers}
                 self.allocation = allocate(
                     c.method, {la.name: la.weight for la in g.layers}, alive, target,
                     lambdas=self.lambdas, order=[la.name for la in g.layers])
                 self.masks = masks_from_allocation(g, self.allocation, alive)
+                if self.profile is not None and has_caps(g, alive, self.profile):
+                    self.masks, binding = capped_masks(g, c.method, self.lambdas, alive,
+                                                       self.allocation.keep, self.profile)
+                    self.allocation = replace(
+                        self.allocation, binding=binding,
+                        keep={k: int(m.sum()) for k, m in self.masks.items()})
                 apply_masks(g, self.masks)
             rec: dict[str, Any] = {"round": r, "target_sparsity": round(target, 6),
                                    "accuracy_pruned": self._eval("pruned")}
@@ -287,6 +305,36 @@ class PipelineContext:
         if c.epochs == 0:
             self.accuracy.setdefault("retrained", self.accuracy.get(
                 "current_matched", self.accuracy["pruned"]))
+
+    def _fit_search(self, alive: Masks) -> None:
+        """--fit: the smallest sparsity at which the model fits the target."""
+        c = self.cfg
+        assert self.profile is not None
+        with self.timer.stage("fit_search"):
+            keep, _, _ = fit_keep(self.graph, c.method, self.lambdas, alive, self.profile,
+                                  c.chips, c.cores)
+        needed = 1.0 - keep / self.graph.n_weights
+        if c.sparsity is not None and c.sparsity < needed - 1e-12:
+            raise UsageError(f"--fit with --sparsity {c.sparsity}: the model needs at least "
+                             f"{needed:.4f} sparsity to fit {self.profile.name}; raise --sparsity "
+                             f"or drop it to let --fit choose")
+        self.fit_sparsity = needed
+
+    def deploy(self) -> None:
+        """After retraining: check the fit, export NIR and prove the export behaves the same."""
+        c = self.cfg
+        if self.profile is not None:
+            with self.timer.stage("fit_check"):
+                rep, section = fit_section(self.graph, self.masks, self.profile, c.chips,
+                                           c.cores)
+            self.fits = rep.fits
+            if self.fit_sparsity is not None:
+                section["fit_search_sparsity"] = _r(self.fit_sparsity)
+            self.sections["fit"] = section
+        from .export import export_all
+
+        with self.timer.stage("export"):
+            self.sections["export"] = export_all(self)
 
     def layer_rows(self) -> list[dict[str, Any]]:
         """Per-layer facts for the report."""

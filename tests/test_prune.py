@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -53,7 +55,7 @@ def test_iterative_rounds_are_nested_and_stay_zero(tmp_path, monkeypatch, tiny_m
                                   out=str(tmp_path / "o"))
     result = pipeline.run(cfg)
     assert len(seen) == 3
-    for a, b in zip(seen, seen[1:], strict=False):
+    for a, b in itertools.pairwise(seen):
         for k in a:
             assert torch.all(a[k] | ~b[k]), "a later round revived a pruned weight"
     kept = [sum(int(m.sum()) for m in s.values()) for s in seen]
