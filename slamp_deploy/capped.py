@@ -171,7 +171,7 @@ def profile_caps(layers: Sequence[LayerGeometry], profile: HardwareProfile) -> d
             if lay.kind == "linear":
                 k = max(1, -(-n_rows // npc))
                 row_max = lay.mask.shape[1] if fan_in is None else min(fan_in, lay.mask.shape[1])
-                if budget < npc * row_max:  # otherwise the cap cannot bind
+                if budget < -(-n_rows // k) * row_max:  # otherwise the cap cannot bind
                     starts = tuple(int(s) for s in core_starts(n_rows, k))
                     caps = LayerCaps(fan_in_max=fan_in, group_starts=starts, group_max=budget)
             else:

@@ -20,9 +20,18 @@ from slamp_deploy.hardware import (
 
 BAD = Path(__file__).parent / "data" / "profiles"
 REQUIRED = {
-    "loihi2", "loihi", "truenorth", "spinnaker", "spinnaker2", "speck",
-    "xylo-audio2", "xylo-audio3", "xylo-imu", "dynapse2", "akida",
-}  # fmt: skip
+    "loihi2",
+    "loihi",
+    "truenorth",
+    "spinnaker",
+    "spinnaker2",
+    "speck",
+    "xylo-audio2",
+    "xylo-audio3",
+    "xylo-imu",
+    "dynapse2",
+    "akida",
+}
 
 
 def test_required_targets_ship() -> None:
@@ -103,26 +112,37 @@ def test_unknown_target(query: str, match: str) -> None:
 @pytest.mark.parametrize(
     ("fname", "match"),
     [
-        ("bad_negative_limit.toml",
-         r"^bad_negative_limit\.toml: core\.neurons_max\.value = -1: must be a positive integer$"),
+        (
+            "bad_negative_limit.toml",
+            r"^bad_negative_limit\.toml: core\.neurons_max\.value = -1: "
+            r"must be a positive integer$",
+        ),
         ("bad_missing_limit.toml", r"^bad_missing_limit\.toml: missing core\.neurons_max \("),
-        ("bad_typo_key.toml",
-         r"^bad_typo_key\.toml: unknown key core\.neurons_mx; did you mean `neurons_max`\?$"),
-        ("bad_confidence.toml",
-         r"core\.neurons_max\.confidence = 'Vcode': must be one of .*; did you mean `V-code`\?"),
-        ("bad_unknown_with_value.toml",
-         r"core\.neurons_max\.value = 1024: must be absent when confidence = \"unknown\""),
+        (
+            "bad_typo_key.toml",
+            r"^bad_typo_key\.toml: unknown key core\.neurons_mx; did you mean `neurons_max`\?$",
+        ),
+        (
+            "bad_confidence.toml",
+            r"core\.neurons_max\.confidence = 'Vcode': must be one of .*; did you mean `V-code`\?",
+        ),
+        (
+            "bad_unknown_with_value.toml",
+            r"core\.neurons_max\.value = 1024: must be absent when confidence = \"unknown\"",
+        ),
         ("bad_bare_number.toml", r"core\.neurons_max = 1024: must be a table"),
         ("bad_mapper.toml", r"mapper = 'loihii': must be one of .*did you mean `loihi`\?"),
-        ("bad_missing_mapper_section.toml",
-         r"missing section \[loihi_synapse_encoding\] \(required by mapper loihi\)"),
+        (
+            "bad_missing_mapper_section.toml",
+            r"missing section \[loihi_synapse_encoding\] \(required by mapper loihi\)",
+        ),
         ("bad_no_source.toml", r"core\.neurons_max\.source = '': must be a non-empty string"),
         ("bad_section_typo.toml", r"unknown key nueron; did you mean `neuron`\?"),
         ("bad_not_toml.toml", r"^bad_not_toml\.toml: not valid TOML"),
         ("bad_missing_value.toml", r"missing core\.neurons_max\.value \(confidence is 'V-code'"),
         ("bad_layer_kind.toml", r"layers\.supported\.value = .*conv3d.*did you mean `conv2d`\?"),
     ],
-)  # fmt: skip
+)
 def test_bad_profiles(fname: str, match: str) -> None:
     with pytest.raises(ProfileError, match=match) as info:
         load_profile(BAD / fname)
