@@ -22,7 +22,7 @@ SUBCOMMANDS = ("run", "targets", "check")
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and data")
     g.add_argument("--model", help="path/to/file.py:factory or package.module:factory (a function "
-                   "returning the nn.Module); default: the built-in digits example")
+                   "returning the nn.Module), or graph.nir; default: the built-in digits example")
     g.add_argument("--weights", help="state_dict checkpoint (.pt), loaded with weights_only=True")
     g.add_argument("--data", help=".npz with arrays x ([N, ...] samples or [T, N, ...] "
                    "sequences) and y ([N] labels); default: scikit-learn digits")
@@ -151,7 +151,8 @@ def _print_summary(console: Any, report: dict[str, Any], out_dir: str) -> None:
     console.print(f"total {tim.get('total', 0):.1f} s · "
                   + " · ".join(f"{k} {v:.1f} s" for k, v in tim.items() if k != "total"),
                   soft_wrap=True)
-    console.print(f"outputs: {out_dir}/report.json, report.md, pruned.pt", soft_wrap=True)
+    console.print(f"outputs: {out_dir}/report.json, report.md, pruned.pt, model.nir",
+                  soft_wrap=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -173,6 +174,11 @@ def _run(args: argparse.Namespace) -> int:
     with _rich_progress(err) as factory:
         result = run_pipeline(cfg, progress=factory)
     _print_summary(Console(), result.report, str(result.out_dir))
+    fit = result.report.get("fit")
+    if isinstance(fit, dict) and not fit.get("fits", True):
+        print(f"error: the pruned model does not fit {args.target}: {fit['summary']}; "
+              f"try --fit", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -30,7 +30,8 @@ def load_model(spec: str | None, weights: str | None, *, device: str = "cpu") ->
     """Build the model from ``spec`` and load ``weights`` into it.
 
     ``spec`` is ``path/to/file.py:factory`` or ``package.module:factory`` (a function returning
-    the ``nn.Module``); None means the built-in digits example with its shipped weights.
+    the ``nn.Module``), or ``graph.nir`` (a NIR file written by any framework); None means the
+    built-in digits example with its shipped weights.
     """
     if spec is None or spec == BUILTIN:
         from .examples.digits import build_model, weights_path
@@ -38,6 +39,13 @@ def load_model(spec: str | None, weights: str | None, *, device: str = "cpu") ->
         model = build_model()
         weights = weights or str(weights_path())
         spec = BUILTIN
+    elif spec.endswith(".nir"):
+        from .exporters.nir_export import from_nir
+
+        if weights is not None:
+            raise ModelError(f"--weights {weights}: a NIR file carries its own weights; drop "
+                             f"--weights when --model is a .nir file")
+        model, _meta = from_nir(spec)
     else:
         model = _call_factory(spec)
     if weights is not None:
