@@ -124,10 +124,10 @@ def _quant_warnings(stats: dict) -> list[str]:
                 )
         if q.get("threshold_clipped"):
             out.append(f"layer {name!r}: threshold exceeds Loihi's 17-bit vth and was clipped")
-        if q.get("a_in_overflow_possible"):
+        if q.get("a_in_overflow_observed"):
             out.append(
-                f"layer {name!r}: synaptic input can reach {q['a_in_max_abs_possible']:.0f}, "
-                "beyond Loihi's 16-bit a_in, when many inputs spike together"
+                f"layer {name!r}: synaptic input reached {q['a_in_max_abs_observed']:.0f} in "
+                "this run, beyond Loihi's 16-bit a_in (the chip would saturate it)"
             )
     return out
 

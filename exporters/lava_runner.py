@@ -64,8 +64,11 @@ floating_pt uses float64 (Lava's float models); it agrees spike for spike with
   max|x| * 2^k <= 255, folded into layer 1's weight exponent.
 * per layer "quant": weight/bias clipped fraction (of nonzero weights), zeroed fraction
   (nonzero weights that round to 0), max/rms error in real units and relative rms error,
-  threshold relative error, effective beta/alpha, and whether the 16-bit a_in can overflow.
-  Lava clips silently; these numbers are the explicit record.
+  threshold relative error, effective beta/alpha, and the 16-bit a_in: the worst case if
+  every input spiked at once (``a_in_max_abs_possible``) and the largest value this run
+  produced (``a_in_max_abs_observed``, ``a_in_overflow_observed``). Lava's Python models
+  neither clip nor wrap a_in; on the chip it saturates. Lava clips weights silently; these
+  numbers are the explicit record.
 """
 
 from __future__ import annotations
@@ -364,6 +367,22 @@ def quantize_stage(
     return w_q, b_q, neuron
 
 
+def _shift(a: np.ndarray, exp: int) -> np.ndarray:
+    return np.left_shift(a, exp) if exp >= 0 else np.right_shift(a, -exp)
+
+
+def observed_a_in(w_q: QuantWeights, b_q: QuantWeights | None, inputs: np.ndarray) -> float:
+    """Largest |a_in| the layer's Sparse processes produced for these inputs [steps, n_in]
+    (the weight part as Lava's bit-accurate Sparse computes it, plus the bias column)."""
+    if inputs.size == 0 or w_q.matrix.shape[0] == 0:
+        return 0.0
+    acc = np.asarray(w_q.matrix.astype(np.int64) @ inputs.astype(np.int64).T)
+    a = _shift(acc, w_q.weight_exp)
+    if b_q is not None:
+        a = a + _shift(b_q.matrix.toarray().astype(np.int64), b_q.weight_exp)
+    return float(np.abs(a).max())
+
+
 # --------------------------------------------------------------------------- Lava run
 
 
@@ -507,6 +526,7 @@ def run_lava_network(
     eye = sp.identity(n, format="csr")
     sinks = []
     neurons = []
+    qmats: list[tuple[QuantWeights, QuantWeights | None]] = []
     prev_out = source.s_out
     for li, st in enumerate(stages):
         info: dict[str, Any] = {
@@ -529,6 +549,7 @@ def run_lava_network(
                 quant["bias"] = {**b_q.stats, "weight_exp": b_q.weight_exp,
                                  "sign_mode": b_q.sign_mode}
             info["quant"] = quant
+            qmats.append((w_q, b_q))
             du, dv, vth = nparams["du"], nparams["dv"], nparams["vth"]
             bias_mat = None if b_q is None else b_q.matrix
             bias_kw = {} if b_q is None else {
@@ -605,6 +626,14 @@ def run_lava_network(
         aligned = data[:, d : d + n_steps]  # sink index t + l for model step t < T
         arr = aligned.T.reshape((n_steps, n, *st.shape)) != 0
         spikes[st.name] = arr.astype(np.uint8)
+    if fixed:
+        layer_in = flat.reshape(n_steps * n, -1)  # quantized graded input, or 0/1 spikes
+        for li, (st, (w_q, b_q)) in enumerate(zip(stages, qmats, strict=True)):
+            a_in = observed_a_in(w_q, b_q, layer_in)
+            q = stats["layers"][li]["quant"]
+            q["a_in_max_abs_observed"] = a_in
+            q["a_in_overflow_observed"] = bool(a_in > A_IN_MAX)
+            layer_in = spikes[st.name].reshape(n_steps * n, -1).astype(np.int64)
     t_end = time.perf_counter()
     stats["lava_steps"] = steps
     stats["timings"] = {"build_s": t_build - t0, "lava_s": t_end - t_build}

@@ -200,6 +200,7 @@ def test_fixed_pt_runs_and_reports_quantization(tmp_path: Path) -> None:
         assert {"clipped_fraction", "zeroed_fraction", "rel_rms_error", "weight_exp"} <= set(
             q["weights"])
         assert isinstance(layer["vth"], int) and 0 <= layer["dv"] < 4096
+        assert 0 < q["a_in_max_abs_observed"] <= q["a_in_max_abs_possible"]
     assert res.stats["input_quant"]["shift"] >= 0
     assert (tmp_path / "lava_out_fixed_pt.json").is_file()
 
