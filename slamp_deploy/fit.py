@@ -46,6 +46,7 @@ __all__ = [
     "core_starts",
     "layer_stats",
     "raise_if_not_fit",
+    "speck_memory",
 ]
 
 SCHEMA_VERSION = 1
