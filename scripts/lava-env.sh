@@ -51,7 +51,7 @@ find_python310() {
   for r in "${roots[@]}"; do
     [ -n "$r" ] || continue
     # Newest 3.10.x first.
-    for c in $(ls -d "$r"/versions/3.10.*/bin/python3.10 2>/dev/null | sort -t. -k3,3nr); do
+    for c in $(ls -d "$r"/versions/3.10.*/bin/python3.10 2>/dev/null | sort -rV); do
       if is_py310 "$c"; then echo "$c"; return 0; fi
     done
   done
