@@ -157,7 +157,7 @@ def run_lava(
     x = np.asarray(x, dtype=np.float32)
     if x.ndim < 3:
         raise ExportError(f"Lava input has shape {x.shape}; expected [T, N, *input_shape]")
-    work = Path(workdir) if workdir is not None else nir_path.parent
+    work = (Path(workdir) if workdir is not None else nir_path.parent).resolve()
     work.mkdir(parents=True, exist_ok=True)
     in_path = work / "lava_in.npz"
     out_path = work / f"lava_out_{mode}.npz"

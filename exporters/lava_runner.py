@@ -87,9 +87,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import nir_sim
-from nir_sim import ExportError
+if __package__:  # imported from the main environment (slamp_deploy.exporters.lava_runner)
+    from . import nir_sim
+else:  # run as a script by the Lava interpreter: nir_sim sits next to this file
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import nir_sim  # type: ignore[no-redef]
+ExportError = nir_sim.ExportError
 
 TARGET_VTH = 2**13
 WEIGHT_EXP_RANGE = (-8, 7)
