@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from . import __version__
 from .errors import SlampError
 
-SUBCOMMANDS = ("run", "targets", "check")
+SUBCOMMANDS = ("run", "targets", "check", "energy")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -143,7 +143,9 @@ def _print_summary(console: Any, report: dict[str, Any], out_dir: str) -> None:
     a.add_row(*(f"{acc[k]:.4f}" if k in acc else "-"
                 for k in ("dense", "pruned", "current_matched", "retrained")))
     console.print(a)
-    for key in ("fit", "export"):
+    from .pipeline import REPORT_SECTIONS
+
+    for key in REPORT_SECTIONS:
         sec = report.get(key)
         if isinstance(sec, dict) and sec.get("summary"):
             console.print(sec["summary"])
@@ -191,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _targets()
         if argv and argv[0] == "check":
             return _check(_check_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "energy":
+            from .energy_cli import run_energy
+
+            return run_energy(argv[1:])
         if argv and argv[0] == "run":
             argv = argv[1:]
         return _run(build_parser().parse_args(argv))

@@ -36,6 +36,9 @@ from .runner import READOUTS, check_readout
 from .scores import LAMBDA_VARIANTS, METHODS, Allocation, allocate
 
 SCHEMA_VERSION = 1
+#: sections later stages add to the report, in the order report.md shows them; each is a dict
+#: that may carry "summary" (printed by the CLI) and "markdown" (appended to report.md)
+REPORT_SECTIONS = ("fit", "activity", "energy", "export")
 SCHEDULES = ("oneshot", "iterative")
 DEFAULT_SPARSITY = 0.9
 
@@ -332,7 +335,10 @@ class PipelineContext:
                 section["fit_search_sparsity"] = _r(self.fit_sparsity)
             self.sections["fit"] = section
         from .export import export_all
+        from .reporting import add_activity_and_energy
 
+        with self.timer.stage("activity_energy"):
+            add_activity_and_energy(self)
         with self.timer.stage("export"):
             self.sections["export"] = export_all(self)
 
@@ -449,7 +455,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"{row['layer_score']:.4f} | {row['binding']} | {rate} |")
     lines += ["", "## Time per stage (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in report["timings_s"].items()]
-    for key in ("fit", "export"):
+    for key in REPORT_SECTIONS:
         if key in report and isinstance(report[key], dict) and report[key].get("markdown"):
             lines += ["", report[key]["markdown"]]
     return "\n".join(lines) + "\n"
