@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 LAVA_VENV  := .venv-lava
 LAVA_STAMP := $(LAVA_VENV)/.installed
 
-.PHONY: all install demo test test-fast lava-env lint golden clean
+.PHONY: all install demo test test-fast lava-env lint golden bench-quality bench-quality-full bench-speed clean
 
 all: install
 
@@ -42,6 +42,15 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+bench-quality: install
+	$(PY) -m benchmarks.quality --mode quick
+
+bench-quality-full: install
+	$(PY) -m benchmarks.quality --mode full
+
+bench-speed: install
+	$(PY) -m benchmarks.speed
 
 golden: install
 	$(PY) -m tests.golden.regenerate
