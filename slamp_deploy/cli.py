@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int, default=3, help="retraining epochs (0 = none)")
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--batch-size", type=int, default=64)
+    g = p.add_argument_group("export")
+    g.add_argument("--verify-samples", type=int, default=64,
+                   help="evaluation samples the exported NIR/ONNX/Lava models are checked on "
+                        "(default 64; Lava's CPU simulator is slow)")
     p.add_argument("--out", default="slamp-out", help="output folder (default ./slamp-out)")
     return p
 
@@ -148,13 +152,13 @@ def _print_summary(console: Any, report: dict[str, Any], out_dir: str) -> None:
     for key in REPORT_SECTIONS:
         sec = report.get(key)
         if isinstance(sec, dict) and sec.get("summary"):
-            console.print(sec["summary"])
+            console.print(sec["summary"], soft_wrap=True)
     tim = report["timings_s"]
     console.print(f"total {tim.get('total', 0):.1f} s · "
                   + " · ".join(f"{k} {v:.1f} s" for k, v in tim.items() if k != "total"),
                   soft_wrap=True)
-    console.print(f"outputs: {out_dir}/report.json, report.md, pruned.pt, model.nir",
-                  soft_wrap=True)
+    console.print(f"outputs: {out_dir}/ report.json, report.md, pruned.pt, model.nir, "
+                  f"model.onnx", soft_wrap=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -171,7 +175,8 @@ def _run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, schedule=args.schedule, rounds=args.rounds,
         current_matching=args.current_matching, lambda_variant=args.lambda_variant,
         timestep_weights=args.timestep_weights, eval_fraction=args.eval_fraction,
-        calib_samples=args.calib_samples, device=args.device, seed=args.seed, out=args.out)
+        calib_samples=args.calib_samples, verify_samples=args.verify_samples,
+        device=args.device, seed=args.seed, out=args.out)
     err = Console(stderr=True)
     with _rich_progress(err) as factory:
         result = run_pipeline(cfg, progress=factory)

@@ -78,6 +78,7 @@ class PipelineConfig:
     timestep_weights: str = "uniform"
     eval_fraction: float = 0.2
     calib_samples: int = 256
+    verify_samples: int = 64  # evaluation samples the exported models are checked on
     device: str = "cpu"
     seed: int = 0
     out: str = "slamp-out"
@@ -106,7 +107,8 @@ class PipelineConfig:
                              f"{', '.join(TIMESTEP_WEIGHTS)}")
         for name, v, low in (("--epochs", self.epochs, 0), ("--rounds", self.rounds, 1),
                              ("--batch-size", self.batch_size, 1),
-                             ("--calib-samples", self.calib_samples, 1)):
+                             ("--calib-samples", self.calib_samples, 1),
+                             ("--verify-samples", self.verify_samples, 1)):
             if v < low:
                 raise UsageError(f"{name} {v}: must be at least {low}")
         if self.timesteps is not None and self.timesteps < 1:
