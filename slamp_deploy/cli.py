@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from . import __version__
-from .errors import SlampError
+from .errors import SlampError, SlampWarning
 
 SUBCOMMANDS = ("run", "targets", "check", "energy")
 
@@ -178,8 +179,13 @@ def _run(args: argparse.Namespace) -> int:
         calib_samples=args.calib_samples, verify_samples=args.verify_samples,
         device=args.device, seed=args.seed, out=args.out)
     err = Console(stderr=True)
-    with _rich_progress(err) as factory:
-        result = run_pipeline(cfg, progress=factory)
+    with warnings.catch_warnings():
+        # the run's warnings are collected into report.json and printed once below
+        warnings.simplefilter("ignore", SlampWarning)
+        with _rich_progress(err) as factory:
+            result = run_pipeline(cfg, progress=factory)
+    for w in result.report.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     _print_summary(Console(), result.report, str(result.out_dir))
     fit = result.report.get("fit")
     if isinstance(fit, dict) and not fit.get("fits", True):

@@ -13,6 +13,7 @@ import platform
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -26,7 +27,7 @@ from . import __version__
 from .calibrate import TIMESTEP_WEIGHTS, TemporalStats, calibrate
 from .data import ENCODINGS, Dataset, Split, check_labels, load_digits, load_npz, split
 from .deploy import capped_masks, fit_keep, fit_section, has_caps
-from .errors import SlampError, UsageError
+from .errors import SlampError, SlampWarning, UsageError
 from .graph import SpikingGraph, trace
 from .hardware import HardwareProfile, load_profile
 from .loader import BUILTIN, LoadedModel, load_model
@@ -198,10 +199,15 @@ def run(cfg: PipelineConfig, *, progress: ProgressFactory | None = None,
                       seed=cfg.seed, eval_ds=ev)
     ctx = PipelineContext(cfg=cfg, loaded=loaded, graph=graph, parts=parts, timesteps=T,
                           timer=timer, progress=prog, profile=profile)
-    ctx.prune_and_recover()
-    ctx.deploy()
-    if after_retrain is not None:
-        after_retrain(ctx)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SlampWarning)
+        ctx.prune_and_recover()
+        ctx.deploy()
+        if after_retrain is not None:
+            after_retrain(ctx)
+    ctx.warnings = [str(w.message) for w in caught if issubclass(w.category, SlampWarning)]
+    for w in caught:  # hand everything back to the caller's warning filters
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     timer.stages["total"] = round(time.perf_counter() - t_start, 3)
     report = ctx.build_report()
     out = write_outputs(Path(cfg.out), report, graph, ctx.extra_files)
@@ -233,6 +239,7 @@ class PipelineContext:
     sections: dict[str, Any] = field(default_factory=dict)  # added by later stages (fit, export)
     extra_files: dict[str, bytes] = field(default_factory=dict)  # more outputs, by file name
     dense_weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # SlampWarning messages of the run
 
     @property
     def sparsity(self) -> float:
@@ -405,6 +412,7 @@ class PipelineContext:
                 "lambda_variant": c.lambda_variant,
             },
             "layers": self.layer_rows(),
+            "warnings": list(self.warnings),
             "timings_s": dict(self.timer.stages),
             "environment": {"python": platform.python_version(), "torch": torch.__version__,
                             "device": c.device, "threads": torch.get_num_threads()},
@@ -455,6 +463,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {row['name']} | {row['kind']} | {row['weights_total']:,} | "
                      f"{row['weights_kept']:,} | {row['sparsity']:.4f} | "
                      f"{row['layer_score']:.4f} | {row['binding']} | {rate} |")
+    if report.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
     lines += ["", "## Time per stage (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in report["timings_s"].items()]
     for key in REPORT_SECTIONS:
