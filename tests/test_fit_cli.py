@@ -1,0 +1,64 @@
+"""Fit checking and --fit from the command line, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from slamp_deploy.cli import main
+
+
+def test_targets_lists_every_profile(capsys):
+    from slamp_deploy.hardware import available_targets
+
+    assert main(["targets"]) == 0
+    out = capsys.readouterr().out
+    for name in available_targets():
+        assert out.count(f"\n{name} ") + out.startswith(f"{name} ") == 1
+
+
+def test_dense_example_does_not_fit_truenorth(capsys):
+    assert main(["check", "--target", "truenorth"]) == 3
+    cap = capsys.readouterr()
+    assert "layer 5: fan-in 512 > 256 (truenorth per-neuron limit)" in cap.out
+    assert cap.err.startswith("error: truenorth: does not fit")
+
+
+@pytest.mark.slow
+def test_fit_makes_it_fit_and_check_then_passes(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["--target", "truenorth", "--fit", "--epochs", "0", "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["fit"]["fits"] is True
+    # the smallest sparsity that fits: fan-in 256 of 512 in layer 5, nothing else pruned
+    assert rep["fit"]["fit_search_sparsity"] == pytest.approx(32768 / 71568, abs=1e-6)
+    layer5 = next(r for r in rep["layers"] if r["name"] == "5")
+    assert layer5["weights_kept"] == 128 * 256
+    assert layer5["binding"] == "cap.fan_in"
+    capsys.readouterr()
+    assert main(["check", "--target", "truenorth", "--weights", str(out / "pruned.pt")]) == 0
+    assert "truenorth: fits" in capsys.readouterr().out
+
+
+def test_fit_with_a_too_small_sparsity_is_refused(tmp_path, capsys):
+    rc = main(["--target", "truenorth", "--fit", "--sparsity", "0.1", "--epochs", "0",
+               "--out", str(tmp_path / "o")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "--fit with --sparsity 0.1: the model needs at least 0.4579 sparsity to fit " \
+           "truenorth" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_rule_pruning_cannot_relieve_is_infeasible(tmp_path, capsys):
+    rc = main(["--target", "xylo-imu", "--fit", "--epochs", "0", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    assert "pruning cannot relieve this rule" in err
+
+
+def test_unknown_target_suggests_the_nearest(capsys):
+    assert main(["--target", "loihi3", "--epochs", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "loihi3" in err and "loihi2" in err
