@@ -42,6 +42,18 @@ def test_default_run_on_builtin_example_keeps_accuracy(tmp_path, capsys):
     g = trace(model, (1, 8, 8))
     for la, row in zip(g.layers, rep["layers"], strict=True):
         assert int((la.weight != 0).sum()) == row["weights_kept"]
+    # every exported format was run in its own runtime and behaves like the pruned model
+    exp = rep["export"]
+    assert exp["nir"]["exact"] and exp["onnx"]["exact"] and exp["onnx"]["states_within_tolerance"]
+    assert (out / "model.nir").is_file() and (out / "model.onnx").is_file()
+    from slamp_deploy.exporters.lava_export import find_lava_python
+
+    if find_lava_python() is not None:
+        assert exp["lava"]["floating_pt"]["exact_match"]
+        assert exp["lava"]["fixed_pt"]["spike_agreement"] > 0.95
+    else:
+        assert exp["lava"]["available"] is False and "make lava-env" in exp["lava"]["how_to_enable"]
+    assert rep["fit"]["fits"] is True
     printed = capsys.readouterr().out
     assert "accuracy on the evaluation data" in printed and "report.json" in printed
 
