@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -9,7 +10,14 @@ import numpy as np
 import pytest
 import snntorch as snn
 import torch
+from hypothesis import settings
 from torch import nn
+
+# CI runs the property tests with a fixed example sequence so a green main stays green; locally
+# hypothesis explores new examples on every run.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 TINY_MODEL_SRC = textwrap.dedent('''
     import snntorch as snn
