@@ -124,7 +124,8 @@ def test_allocation_invariants(seed, n_layers, sparsity, method, lam):
         if method == "lamp" and k >= n_layers:
             assert sum(alloc.keep.values()) == k
     elif method == "uniform+":
-        first, last = list(weights)[0], list(weights)[-1]
+        names = list(weights)
+        first, last = names[0], names[-1]
         assert alloc.keep[first] == weights[first].numel(), "uniform+ keeps the first layer dense"
         floor = weights[first].numel() + (0.2 * weights[last].numel() if n_layers > 1 else 0)
         if k >= floor + n_layers:  # the rule's fixed layers fit the budget: the rest rounds
