@@ -1,0 +1,154 @@
+r"""SLAMP's temporal factor measured on the network instead of estimated from its statistics.
+
+For every prunable layer :math:`l`, the smallest ``fraction`` of its alive weights is pruned
+temporarily and the distortion of the output layer's membrane (RMS over samples and outputs,
+against the unpruned network on the same inputs) is measured two ways:
+
+* accumulated: the pruned layer acts at every step; :math:`D^{acc}_l = \max_t \mathrm{RMS}_t`;
+* single step: for each step :math:`\tau`, the network runs unpruned up to :math:`\tau - 1` and the
+  pruned layer acts at step :math:`\tau` only; :math:`D^{1}_l = \max_\tau \mathrm{RMS}_\tau` of the
+  immediate difference at step :math:`\tau`.
+
+.. math::  \lambda_l = \max(1,\ D^{acc}_l / D^{1}_l)
+
+which is the measured counterpart of the estimator in :mod:`slamp_deploy.scores` (worst
+accumulated error over the worst single-step error). At ``T = 1`` both runs are the same single
+step, so :math:`\lambda_l = 1` exactly (LAMP). The single-step reference is taken at every step,
+not only at ``t = 0``: in a deep SNN the layers after the first often carry no spikes at ``t = 0``,
+so a reference made of the first step alone would be 0 for them and the ratio undefined.
+
+The weights are restored bit for bit afterwards (the original tensors are copied back), and the
+neuron state is reset, so the call leaves the model exactly as it found it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .data import Dataset, encode
+from .graph import NEURON_KINDS, SpikingGraph, reset_state
+from .scores import magnitude_mask
+
+_STATE = ("mem", "syn")
+
+
+def _step(graph: SpikingGraph, h: torch.Tensor) -> torch.Tensor:
+    """One time step through the chain (as :func:`slamp_deploy.runner.run` does); output membrane."""
+    last = graph.output_op
+    for op in graph.ops:
+        if op.kind == "reshape":
+            h = h.reshape(h.shape[0], *op.out_shape)
+        elif op.kind in NEURON_KINDS:
+            out = op.module(h)  # type: ignore[misc]
+            h = out[0] if isinstance(out, tuple) else out
+        else:
+            h = op.module(h)  # type: ignore[misc]
+    if last.kind in NEURON_KINDS:
+        return last.module.mem.flatten(1).clone()  # type: ignore[union-attr]
+    return h.flatten(1).clone()
+
+
+def _snapshot(graph: SpikingGraph) -> list[tuple[torch.nn.Module, str, torch.Tensor]]:
+    snap = []
+    for op in graph.neuron_ops:
+        for attr in _STATE:
+            v = getattr(op.module, attr, None)
+            if isinstance(v, torch.Tensor):
+                snap.append((op.module, attr, v.clone()))
+    return snap
+
+
+def _restore(snap: list[tuple[torch.nn.Module, str, torch.Tensor]]) -> None:
+    for module, attr, v in snap:
+        setattr(module, attr, v.clone())
+
+
+def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).pow(2).mean().sqrt())
+
+
+@torch.no_grad()
+def distortion(graph: SpikingGraph, x: torch.Tensor, layer: str, fraction: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step output RMS distortion of pruning ``fraction`` of ``layer``: accumulated, single-step.
+
+    ``x`` is an encoded input ``[T, N, ...]``. Returns two arrays of length T. The layer's weights
+    are restored exactly before returning (also on error).
+    """
+    la = graph.layer(layer)
+    weight = la.weight
+    saved = weight.detach().clone()
+    alive = saved != 0
+    n_alive = int(alive.sum())
+    T = x.shape[0]
+    if n_alive <= 1:
+        return np.zeros(T), np.zeros(T)
+    n_prune = max(1, round(fraction * n_alive))
+    mask = magnitude_mask(saved.cpu(), n_alive - n_prune, alive.cpu()).to(saved.device)
+    pruned = saved * mask.to(saved.dtype)
+    try:
+        # dense trajectory, with the neuron state before every step
+        reset_state(graph.model)
+        dense, states = [], []
+        for t in range(T):
+            states.append(_snapshot(graph))
+            dense.append(_step(graph, x[t]))
+        # accumulated: pruned at every step
+        weight.copy_(pruned)
+        reset_state(graph.model)
+        acc = np.array([_rms(_step(graph, x[t]), dense[t]) for t in range(T)])
+        # single step: dense state up to tau - 1, pruned at tau only
+        one = np.zeros(T)
+        for t in range(T):
+            reset_state(graph.model)
+            _restore(states[t])
+            one[t] = _rms(_step(graph, x[t]), dense[t])
+    finally:
+        weight.copy_(saved)
+        reset_state(graph.model)
+    return acc, one
+
+
+@torch.no_grad()
+def measured_lambdas(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: str,
+                     fraction: float = 0.05, seed: int = 0, max_samples: int = 256
+                     ) -> dict[str, float]:
+    """Measured temporal factor of every prunable layer (see the module docstring).
+
+    Args:
+        graph: the traced network (its weights are modified temporarily and restored exactly).
+        data: calibration samples; at most ``max_samples`` of them are used.
+        timesteps, encoding: how the samples are fed (as the pipeline feeds them).
+        fraction: share of each layer's alive weights pruned for the measurement (smallest first).
+        seed: seeds the encoder (rate encoding draws spikes).
+
+    Returns:
+        layer name -> lambda >= 1 (exactly 1 at ``timesteps == 1``; 1 for a layer whose pruning
+        changes nothing measurable).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction {fraction}: must be in (0, 1)")
+    n = min(len(data), max_samples)
+    sub = data.subset(np.arange(n))
+    gen = torch.Generator().manual_seed(seed)
+    device = next(graph.model.parameters()).device
+    x = encode(sub.x.to(device), timesteps, encoding, sequence=sub.sequence, generator=gen)
+    x = x[:timesteps]
+    was_training = graph.model.training
+    graph.model.eval()
+    out: dict[str, float] = {}
+    try:
+        for la in graph.layers:
+            acc, one = distortion(graph, x, la.name, fraction)
+            num, den = float(acc.max()), float(one.max())
+            lam = num / den if den > 0 else 1.0
+            out[la.name] = max(1.0, lam) if math.isfinite(lam) else 1.0
+    finally:
+        graph.model.train(was_training)
+    return out
+
+
+__all__ = ["distortion", "measured_lambdas"]
