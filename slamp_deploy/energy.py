@@ -217,6 +217,16 @@ class EnergyEstimate:
         tail = self.caveat()
         return f"{prefix}{format_energy(self.total_j)}" + (f" {tail}" if tail else "")
 
+    def short(self) -> str:
+        """The total with one-word caveats, e.g. ``>= 2.61 uJ (partial)`` or ``unknown``."""
+        if self.total_j is None:
+            return "unknown"
+        tags = (["partial"] if self.status == "partial" else []) + (
+            ["unverified"] if self.unverified else [])
+        prefix = ">= " if self.status == "partial" else ""
+        return f"{prefix}{format_energy(self.total_j)}" + (f" ({', '.join(tags)})" if tags
+                                                            else "")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target, "label": self.label, "timesteps": self.timesteps,

@@ -203,16 +203,16 @@ def energy_section(dense: ActivityReport, pruned: ActivityReport,
     if primary is not None:
         p, ed, ep = primary
         flags = list(ep.flags)
-        why = f" ({'; '.join(ep.flags)})" if ep.flags else ""
+        why = f"; {'; '.join(ep.flags)}" if ep.flags else ""
         if ep.total_j is None:
             lines.append(f"energy on {p.name}: unknown per inference{why}")
         else:
-            lines.append(f"energy on {p.name}: {ep.display()} per inference "
-                         f"(dense {ed.display()}){why}")
+            lines.append(f"energy on {p.name}: {ep.short()} per inference (dense "
+                         f"{ed.short()}){why}")
     lines.append(f"45 nm reference per inference: ANN of the same shape "
                  f"{format_energy(ref_p.ann_j)}, SNN dense {format_energy(ref_d.snn_j)} -> "
                  f"pruned {format_energy(ref_p.snn_j)}")
-    known = [f"{p.name} {ep.display()}" for p, _, ep in ests[1:] if ep.total_j is not None]
+    known = [f"{p.name} {ep.short()}" for p, _, ep in ests[1:] if ep.total_j is not None]
     unknown = [p.name for p, _, ep in ests[1:] if ep.total_j is None]
     if known or unknown:
         lines.append("other targets (pruned): " + ", ".join(known)

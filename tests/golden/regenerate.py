@@ -1,7 +1,8 @@
 """The one script that regenerates golden files: ``python -m tests.golden.regenerate [family...]``.
 
 Each golden family has one function writing its files under ``tests/golden/<family>/``; review the
-diff before committing. Families: fit (one hand-checkable model per hardware profile).
+diff before committing. Families: fit (one hand-checkable model per hardware profile); report (the
+activity and energy sections of one tiny fixed model, dense and pruned, on every profile).
 """
 
 from __future__ import annotations
@@ -87,7 +88,71 @@ def regenerate_fit() -> list[Path]:
     return written
 
 
-FAMILIES: dict[str, Callable[[], list[Path]]] = {"fit": regenerate_fit}
+def report_model() -> tuple[Any, Any, Any, dict[str, Any]]:
+    """A tiny conv + linear SNN with dyadic weights and binary input spikes, so every membrane
+    value is exact in float32 and the spikes are the same on every machine.
+
+    Returns ``(graph, data, dense_weights, pruned_masks)``; the graph holds the pruned weights.
+    """
+    import snntorch as snn
+    import torch
+    from torch import nn
+
+    from slamp_deploy.data import Dataset
+    from slamp_deploy.graph import trace
+
+    def lif() -> snn.Leaky:
+        return snn.Leaky(beta=0.5, threshold=1.0, init_hidden=True, reset_mechanism="zero")
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), lif(), nn.Flatten(),
+                          nn.Linear(32, 3), lif())
+    conv, fc = model[0], model[3]
+    c, ky, kx = torch.meshgrid(torch.arange(2), torch.arange(3), torch.arange(3), indexing="ij")
+    conv_w = (((c * 5 + ky * 3 + kx) % 6).float() - 2.5) * 0.5  # +-0.25, +-0.75, +-1.25
+    o, i = torch.meshgrid(torch.arange(3), torch.arange(32), indexing="ij")
+    fc_w = (((o * 5 + i * 3) % 6).float() - 2.5) * 0.25  # +-0.125, +-0.375, +-0.625
+    masks = {"0": ((c * 9 + ky * 3 + kx) % 3 != 0).unsqueeze(1),
+             "3": ((o * 32 + i) % 4 == 0)}
+    dense = {"0": conv_w.unsqueeze(1), "3": fc_w}
+    with torch.no_grad():
+        conv.weight.copy_(dense["0"] * masks["0"])
+        conv.bias.fill_(0.25)
+        fc.weight.copy_(dense["3"] * masks["3"])
+        fc.bias.fill_(0.5)
+    t, n, y, x = torch.meshgrid(torch.arange(3), torch.arange(4), torch.arange(4),
+                                torch.arange(4), indexing="ij")
+    spikes = ((t * 7 + n * 3 + y * 5 + x * 11) % 4 == 0).float().unsqueeze(2)  # [T, N, 1, 4, 4]
+    data = Dataset(x=spikes, y=torch.arange(4) % 3, source="golden spikes", sequence=True)
+    return trace(model, (1, 4, 4)), data, dense, masks
+
+
+def report_golden() -> dict[str, Any]:
+    """The activity and energy sections of :func:`report_model` (profile hashes left out)."""
+    from slamp_deploy.activity import dense_weights, measure
+    from slamp_deploy.reporting import activity_section, energy_section, target_profiles
+
+    graph, data, dense, _ = report_model()
+    pruned = measure(graph, data, timesteps=3, encoding="direct", label="pruned")
+    with dense_weights(graph, dense):
+        dense_act = measure(graph, data, timesteps=3, encoding="direct", label="dense")
+    info = {"part": "evaluation", "source": data.source, "samples": len(data), "timesteps": 3,
+            "encoding": "sequence"}
+    energy = energy_section(dense_act, pruned, target_profiles(load_profile("loihi")))
+    for t in energy["targets"].values():
+        t.pop("profile_sha256")
+    return {"activity": activity_section(dense_act, pruned, info), "energy": energy}
+
+
+def regenerate_report() -> list[Path]:
+    out = GOLDEN / "report"
+    out.mkdir(exist_ok=True)
+    path = out / "sections.json"
+    path.write_text(json.dumps(report_golden(), indent=1, sort_keys=True) + "\n")
+    return [path]
+
+
+FAMILIES: dict[str, Callable[[], list[Path]]] = {"fit": regenerate_fit,
+                                                 "report": regenerate_report}
 
 
 def main(argv: list[str] | None = None) -> int:
