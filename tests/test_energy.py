@@ -1,0 +1,192 @@
+"""Energy per inference: hand arithmetic, flags for unknown and unverified figures in every output,
+the 45 nm reference, and the ``energy`` subcommand."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from slamp_deploy.activity import ActivityReport, LayerActivity, NeuronActivity
+from slamp_deploy.cli import main
+from slamp_deploy.energy import ann_estimate, estimate, format_energy
+from slamp_deploy.energy_cli import parse_targets, run_energy
+from slamp_deploy.errors import UnknownTargetError
+from slamp_deploy.hardware import Figure, HardwareProfile, load_profile
+from slamp_deploy.reporting import energy_section
+
+
+def _fig(value: float | None, unit: str, conf: str) -> Figure:
+    return Figure(value=value, unit=unit, source=f"test {conf}", confidence=conf)
+
+
+def _profile(synop: Figure, spike: Figure, update: Figure, static: Figure,
+             step: Figure, name: str = "testchip") -> HardwareProfile:
+    p = load_profile("loihi")
+    return dataclasses.replace(
+        p, name=name,
+        energy=dataclasses.replace(p.energy, synop_pj=synop, spike_pj=spike,
+                                   neuron_update_pj=update, static_w=static),
+        timing=dataclasses.replace(p.timing, timestep_s=step))
+
+
+def _activity() -> ActivityReport:
+    """2 samples, 2 steps. Layer fc1: 10 -> 4 neurons; layer fc2: 4 -> 3 neurons.
+
+    fc1: ACs 60 + 40 = 100 total, MACs 20 + 20 = 40 total -> per sample 50 ACs + 20 MACs
+    fc2: ACs 10 + 10 = 20 total -> per sample 10 ACs
+    spikes: n1 6 + 4 = 10 total -> 5 per sample; n2 2 + 0 -> 1 per sample
+    neuron updates per sample: (4 + 3) neurons x 2 steps = 14
+    """
+    def layer(name: str, n_in: int, n_out: int, neuron: str, ac: tuple, mac: tuple
+              ) -> LayerActivity:
+        return LayerActivity(
+            name=name, kind="linear", neuron=neuron, weight_shape=(n_out, n_in),
+            weights_total=n_in * n_out, weights_kept=n_in * n_out // 2, inputs=n_in,
+            outputs=n_out, neurons=n_out, synapses_total=n_in * n_out,
+            synapses_kept=n_in * n_out // 2, fan_in_max=n_in, fan_out_max=n_out, samples=2,
+            input_events=(5, 5), synops_ac=ac, synops_mac=mac)
+
+    return ActivityReport(
+        label="pruned", samples=2, timesteps=2,
+        layers=(layer("fc1", 10, 4, "n1", (60, 40), (20, 20)),
+                layer("fc2", 4, 3, "n2", (10, 10), (0, 0))),
+        neuron_layers=(NeuronActivity(name="n1", kind="leaky", neurons=4, samples=2,
+                                      spikes=(6, 4)),
+                       NeuronActivity(name="n2", kind="leaky", neurons=3, samples=2,
+                                      spikes=(2, 0))),
+        parameter_count=59, parameters_nonzero=26, footprint_bytes=236)
+
+
+def test_energy_arithmetic_by_hand() -> None:
+    a = _activity()
+    assert (a.synops, a.spikes, a.neuron_updates) == (80.0, 6.0, 14)
+    p = _profile(_fig(10.0, "pJ", "V"), _fig(2.0, "pJ", "S"), _fig(5.0, "pJ", "D"),
+                 _fig(0.1, "W", "V"), _fig(1e-3, "s", "V-code"))
+    e = estimate(a, p)
+    # SynOps 80 x 10 pJ = 800 pJ; spikes 6 x 2 pJ = 12 pJ; updates 14 x 5 pJ = 70 pJ
+    # static 0.1 W x (2 steps x 1 ms) = 2e-4 J
+    terms = {t.name: t for t in e.terms}
+    assert terms["synops"].energy_j == pytest.approx(800e-12)
+    assert terms["spikes"].energy_j == pytest.approx(12e-12)
+    assert terms["neuron_updates"].energy_j == pytest.approx(70e-12)
+    assert terms["static"].energy_j == pytest.approx(2e-4)
+    assert terms["static"].count == pytest.approx(2e-3)
+    assert e.total_j == pytest.approx(2e-4 + 882e-12)
+    assert e.status == "complete" and e.plain and e.flags == ()
+    assert e.confidence == "S"  # the weakest figure used
+    # per layer: fc1 50+20 = 70 SynOps -> 700 pJ, 5 spikes -> 10 pJ, 8 updates -> 40 pJ
+    fc1, fc2 = e.layers
+    assert (fc1.synops_j, fc1.spikes_j, fc1.neuron_updates_j) == pytest.approx(
+        (700e-12, 10e-12, 40e-12))
+    assert fc2.energy_j == pytest.approx(100e-12 + 2e-12 + 30e-12)
+    assert sum(la.energy_j for la in e.layers) == pytest.approx(882e-12)  # type: ignore[misc]
+    assert e.display() == "200 uJ"
+
+
+def test_45nm_reference_by_hand() -> None:
+    a = _activity()
+    r = ann_estimate(a)
+    # ANN: (10x4 + 4x3) = 52 MACs x 4.6 pJ = 239.2 pJ
+    assert r.ann_macs == 52
+    assert r.ann_j == pytest.approx(239.2e-12)
+    # SNN: 20 MACs x 4.6 pJ + 60 ACs x 0.9 pJ = 92 + 54 = 146 pJ
+    assert r.snn_j == pytest.approx(146e-12)
+    d = r.to_dict()
+    assert "Horowitz" in d["constants"]["mac_pj"]["source"]
+    assert "ISSCC 2014" in d["constants"]["ac_pj"]["source"]
+
+
+def test_unknown_figure_is_omitted_and_flagged() -> None:
+    p = _profile(_fig(10.0, "pJ", "V"), _fig(None, "pJ", "unknown"), _fig(5.0, "pJ", "D"),
+                 _fig(0.1, "W", "V"), _fig(None, "s", "unknown"))
+    e = estimate(_activity(), p)
+    assert e.omitted == ("spikes", "static")
+    assert e.missing == ("energy.spike_pj", "timing.timestep_s")  # static_w itself is known
+    assert e.status == "partial" and not e.plain
+    assert e.total_j == pytest.approx(800e-12 + 70e-12)
+    assert e.display().startswith(">= ") and "partial" in e.display()
+    assert any("lower bound" in f for f in e.flags)
+    d = e.to_dict()
+    assert d["status"] == "partial" and d["plain"] is False and d["flags"]
+    static = next(t for t in d["terms"] if t["name"] == "static")
+    assert static["omitted"] and static["energy_j"] is None and static["count"] is None
+
+
+def test_all_unknown_gives_no_total() -> None:
+    unk = _fig(None, "pJ", "unknown")
+    e = estimate(_activity(), _profile(unk, unk, unk, _fig(None, "W", "unknown"),
+                                       _fig(None, "s", "unknown")))
+    assert e.total_j is None and e.status == "unknown" and e.display() == "unknown"
+    assert e.flags and e.flags[0].startswith("unknown")
+
+
+def test_unverified_figure_is_flagged_in_every_output() -> None:
+    p = _profile(_fig(26.0, "pJ", "U"), _fig(2.0, "pJ", "V"), _fig(5.0, "pJ", "V"),
+                 _fig(0.1, "W", "V"), _fig(1e-3, "s", "V"), name="uchip")
+    a = _activity()
+    e = estimate(a, p)
+    assert e.status == "complete" and e.unverified == ("synops",) and not e.plain
+    assert e.confidence == "U"
+    assert "unverified" in e.display()
+    sec = energy_section(a, a, [p])
+    assert sec["flags"] and "unverified" in sec["flags"][0]
+    assert "unverified" in sec["summary"].splitlines()[0]  # terminal
+    assert sec["targets"]["uchip"]["pruned"]["unverified"] == ["synops"]  # JSON
+    assert sec["targets"]["uchip"]["pruned"]["plain"] is False
+    md = sec["markdown"]
+    assert "**caveat**: unverified" in md and "(unverified)" in md  # report.md
+    # report.html: tested with a whole report in test_report_html.py
+
+
+def test_plain_fact_only_when_complete_and_verified() -> None:
+    p = _profile(_fig(10.0, "pJ", "V"), _fig(2.0, "pJ", "V"), _fig(5.0, "pJ", "V"),
+                 _fig(0.1, "W", "V"), _fig(1e-3, "s", "V"))
+    sec = energy_section(_activity(), _activity(), [p])
+    assert sec["flags"] == []
+    assert "partial" not in sec["summary"] and "unverified" not in sec["summary"]
+
+
+def test_shipped_profiles_never_show_a_bare_number_on_weak_figures() -> None:
+    a = _activity()
+    for name in ("loihi2", "truenorth", "speck", "loihi", "spinnaker"):
+        e = estimate(a, load_profile(name))
+        for t in e.terms:
+            if any(f.confidence in ("U", "unknown") for _, f in t.figures):
+                assert t.omitted or t.unverified, (name, t.name)
+        if not e.plain:
+            assert e.display() == "unknown" or "(" in e.display(), name
+    # Loihi 2 publishes no per-event energy and no timestep: nothing can be computed
+    e = estimate(a, load_profile("loihi2"))
+    assert e.status == "unknown"
+    assert set(e.missing) == {"energy.synop_pj", "energy.spike_pj", "energy.neuron_update_pj",
+                              "timing.timestep_s"}
+
+
+def test_format_energy() -> None:
+    assert format_energy(12.34e-6) == "12.3 uJ"
+    assert format_energy(2.8e-3) == "2.8 mJ"
+    assert format_energy(5e-13) == "500 fJ"
+    assert format_energy(0) == "0 J"
+
+
+def test_parse_targets() -> None:
+    assert parse_targets("loihi2, truenorth,loihi2") == ["loihi2", "truenorth"]
+    assert "speck" in parse_targets("all")
+    with pytest.raises(UnknownTargetError, match=r"known targets: .*loihi2"):
+        parse_targets("loihi2,loihi9")
+
+
+def test_energy_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_energy(["--targets", "loihi2,truenorth,loihi"]) == 0
+    out = capsys.readouterr().out
+    for word in ("loihi2", "truenorth", "loihi", "ANN 45 nm", "SNN 45 nm", "unknown",
+                 "partial", "Effective_ACs"):
+        assert word in out, word
+
+
+def test_energy_subcommand_unknown_target(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["energy", "--targets", "loihi2,nochip"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --targets: unknown target 'nochip'") and "speck" in err
+    assert err.count("\n") == 1
