@@ -1,0 +1,570 @@
+"""Pruning quality: SLAMP against LAMP, global magnitude, uniform, uniform+ and ERK, plus ablations.
+
+    python -m benchmarks.quality --mode quick     # CI-sized (make bench-quality)
+    python -m benchmarks.quality --mode full      # the published table (make bench-quality-full)
+
+Every run is the pipeline's own prune-and-recover stage (calibrate, allocate, prune, current
+matching, retraining with masks fixed) on one task, one method, one sparsity and one seed, with the
+same retraining budget for every method. No hardware target is applied (no fan-in or core caps),
+so methods differ only in how they allocate sparsity across layers. Per run we record accuracy on
+the fixed evaluation set right after pruning, after current matching and after retraining, and
+the SynOps of the dense and of the final pruned network on the evaluation set.
+
+SynOps (synaptic operations) = for every prunable layer and step, the number of (input event,
+kept synapse) pairs: the layer applied with its 0/1 mask as weights to the 0/1 indicator of its
+non-zero inputs, summed. For the first layer of the digits network the input is analog, so a
+"event" there is a non-zero pixel. Reduction = dense SynOps / pruned SynOps (per sample, both on
+the evaluation set).
+
+The ablations that decide SLAMP's defaults run SLAMP with: lambda variant max / l2 / sqrt /
+measured (``slamp_deploy.measured_lambda``), gradient timestep weights, and current matching off
+(also for LAMP), on the same seeds and sparsities.
+
+Results go to ``benchmarks/results/quality_<mode>.{json,csv}`` (``--out`` to change), one PNG per
+task, and a rich table on stdout. Nothing is hard-coded: every number is measured by the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from slamp_deploy.calibrate import TemporalStats
+from slamp_deploy.data import Dataset, encode
+from slamp_deploy.graph import SpikingGraph, trace
+from slamp_deploy.loader import load_model
+from slamp_deploy.pipeline import (
+    PipelineConfig,
+    PipelineContext,
+    _no_progress,
+    _Timer,
+    load_data,
+    resolve_timesteps,
+)
+from slamp_deploy.prune import synaptic_current
+from slamp_deploy.runner import run as run_graph
+
+from .tasks import TASKS, Task, prepare
+
+METHODS = ("slamp", "lamp", "global", "uniform", "uniform+", "erk")
+SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: ablation name -> (method, lambda variant, timestep weights, current matching)
+ABLATIONS: dict[str, tuple[str, str, str, bool]] = {
+    "slamp.max": ("slamp", "max", "uniform", True),  # = the main slamp run
+    "slamp.l2": ("slamp", "l2", "uniform", True),
+    "slamp.sqrt": ("slamp", "sqrt", "uniform", True),
+    "slamp.measured": ("slamp", "measured", "uniform", True),
+    "slamp.gradient": ("slamp", "max", "gradient", True),
+    "slamp.no_cm": ("slamp", "max", "uniform", False),
+    "lamp.no_cm": ("lamp", "max", "uniform", False),
+}
+
+#: per mode: tasks, methods, sparsities, seeds, ablation sparsities, retraining epochs per task
+MODES: dict[str, dict[str, Any]] = {
+    "quick": {"tasks": TASKS, "methods": METHODS, "sparsities": (0.9,), "seeds": (0,),
+              "ablation_sparsities": (0.9,), "epochs": {"digits": 1, "temporal": 1},
+              "train_limit": {"digits": None, "temporal": 1000}, "eval_limit": None},
+    "full": {"tasks": TASKS, "methods": METHODS, "sparsities": SPARSITIES, "seeds": (0, 1, 2),
+             "ablation_sparsities": (0.8, 0.9, 0.95, 0.98),
+             "epochs": {"digits": 3, "temporal": 2},
+             "train_limit": {"digits": None, "temporal": None}, "eval_limit": None},
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One pipeline run of the benchmark."""
+
+    task: str
+    variant: str  # a method name, or an ablation name
+    method: str
+    sparsity: float
+    seed: int
+    epochs: int
+    lambda_variant: str = "max"
+    timestep_weights: str = "uniform"
+    current_matching: bool = True
+    lambdas: dict[str, float] | None = None  # fixed lambdas (the "measured" variant)
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+@dataclass(frozen=True, eq=False)
+class _FixedLambdas(TemporalStats):
+    """Calibration statistics whose lambdas are given (the measured variant)."""
+
+    fixed: dict[str, float] = field(default_factory=dict)
+
+    def lambdas(self, variant: str = "max") -> dict[str, float]:
+        return dict(self.fixed)
+
+
+@dataclass
+class _BenchContext(PipelineContext):
+    """The pipeline's context, with an optional override of SLAMP's lambdas."""
+
+    lambda_override: dict[str, float] | None = None
+
+    def _calibrate(self) -> TemporalStats:
+        stats = super()._calibrate()
+        if self.lambda_override is None:
+            return stats
+        base = {f.name: getattr(stats, f.name) for f in fields(TemporalStats)}
+        return _FixedLambdas(**base, fixed=dict(self.lambda_override))
+
+
+def _config(task: Task, spec: RunSpec, out: str, calib_samples: int = 256) -> PipelineConfig:
+    return PipelineConfig(
+        model=task.model, weights=task.weights, data=str(task.train), eval_data=str(task.eval),
+        encoding=task.encoding, readout=task.readout, method=spec.method,
+        sparsity=spec.sparsity, epochs=spec.epochs,
+        current_matching=spec.current_matching,
+        lambda_variant="max" if spec.lambda_variant == "measured" else spec.lambda_variant,
+        timestep_weights=spec.timestep_weights, seed=spec.seed, calib_samples=calib_samples,
+        out=out)
+
+
+def _context(task: Task, spec: RunSpec) -> _BenchContext:
+    """Load, trace and split exactly as :func:`slamp_deploy.pipeline.run` does (no target)."""
+    cfg = _config(task, spec, out=os.devnull)
+    cfg.validate()
+    torch.manual_seed(cfg.seed)
+    from slamp_deploy.data import check_labels, split
+
+    loaded = load_model(cfg.model, cfg.weights, device=cfg.device)
+    ds, ev = load_data(cfg)
+    T = resolve_timesteps(cfg, ds)
+    graph = trace(loaded.model, ds.sample_shape)
+    check_labels(ds, graph.n_outputs)
+    parts = split(ds, eval_fraction=cfg.eval_fraction, calib_samples=cfg.calib_samples,
+                  seed=cfg.seed, eval_ds=ev)
+    return _BenchContext(cfg=cfg, loaded=loaded, graph=graph, parts=parts, timesteps=T,
+                         timer=_Timer(), progress=_no_progress, profile=None,
+                         lambda_override=spec.lambdas)
+
+
+@torch.no_grad()
+def synops(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: str, seed: int = 0,
+           batch_size: int = 256) -> dict[str, float]:
+    """Mean SynOps per sample of every prunable layer over ``timesteps`` (see module docstring)."""
+    at = {la.op_index: la for la in graph.layers}
+    masks = {la.name: (la.weight.detach() != 0).to(la.weight.dtype) for la in graph.layers}
+    total = dict.fromkeys(masks, 0.0)
+
+    def count(i: int, op: Any, t: int, inp: torch.Tensor, out: torch.Tensor) -> None:
+        la = at.get(i)
+        if la is not None:
+            ev = (inp != 0).to(masks[la.name].dtype)
+            total[la.name] += float(synaptic_current(la, ev, masks[la.name]).double().sum())
+
+    was_training = graph.model.training
+    graph.model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    for xb, _ in data.batches(batch_size):
+        run_graph(graph, encode(xb, timesteps, encoding, sequence=data.sequence, generator=gen),
+                  observers=(count,))
+    graph.model.train(was_training)
+    return {k: v / max(len(data), 1) for k, v in total.items()}
+
+
+def _activity_synops(report: dict[str, Any]) -> float | None:
+    """Total pruned SynOps per sample from the report's activity section, when it has one."""
+    act = report.get("activity")
+    if not isinstance(act, dict):
+        return None
+    for key in ("synops_per_sample", "synops"):
+        v = act.get(key)
+        if isinstance(v, (int, float)):
+            return float(v)
+    return None
+
+
+def run_one(task: Task, spec: RunSpec) -> dict[str, Any]:
+    """Run the pipeline's prune-and-recover stage for ``spec``; the measured facts as a dict."""
+    t0 = time.perf_counter()
+    ctx = _context(task, spec)
+    T, enc = ctx.timesteps, ctx.cfg.encoding
+    dense_ops = synops(ctx.graph, ctx.parts.eval, timesteps=T, encoding=enc, seed=spec.seed)
+    ctx.prune_and_recover()
+    report = ctx.build_report()
+    pruned_ops = synops(ctx.graph, ctx.parts.eval, timesteps=T, encoding=enc, seed=spec.seed)
+    d, p = sum(dense_ops.values()), sum(pruned_ops.values())
+    acc = report["accuracy"]
+    return {
+        **{k: v for k, v in asdict(spec).items() if k != "lambdas"},
+        "acc_dense": acc["dense"],
+        "acc_pruned": acc["pruned"],
+        "acc_current_matched": acc.get("current_matched"),
+        "acc_retrained": acc["retrained"],
+        "sparsity_achieved": report["sparsity"]["achieved"],
+        "synops_dense": d,
+        "synops_pruned": p,
+        "synops_reduction": d / p if p > 0 else math.inf,
+        "activity_synops_reported": _activity_synops(report),
+        "layers": {row["name"]: {"kept": row["weights_kept"], "total": row["weights_total"],
+                                 "layer_score": row["layer_score"],
+                                 "synops_dense": dense_ops[row["name"]],
+                                 "synops_pruned": pruned_ops[row["name"]]}
+                   for row in report["layers"]},
+        "timestep_weights_measured": report["calibration"]["timestep_weights"],
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def measure_lambdas(task: Task, seed: int) -> dict[str, Any]:
+    """Measured lambdas of the dense network on the seed's calibration subset, and analytic ones."""
+    from slamp_deploy.calibrate import calibrate
+    from slamp_deploy.measured_lambda import measured_lambdas
+
+    spec = RunSpec(task=task.name, variant="lambdas", method="slamp", sparsity=0.0, seed=seed,
+                   epochs=0)
+    ctx = _context(task, spec)
+    t0 = time.perf_counter()
+    lam = measured_lambdas(ctx.graph, ctx.parts.calib, timesteps=ctx.timesteps,
+                           encoding=ctx.cfg.encoding, seed=seed)
+    seconds = time.perf_counter() - t0
+    stats = calibrate(ctx.graph, ctx.parts.calib, timesteps=ctx.timesteps,
+                      encoding=ctx.cfg.encoding, readout=ctx.cfg.readout,
+                      timestep_weights="gradient", seed=seed)
+    analytic = {v: stats.lambdas(v) for v in ("max", "l2", "sqrt")}
+    uniform = calibrate(ctx.graph, ctx.parts.calib, timesteps=ctx.timesteps,
+                        encoding=ctx.cfg.encoding, readout=ctx.cfg.readout, seed=seed)
+    return {"task": task.name, "seed": seed, "measured": lam, "measured_seconds": round(seconds, 2),
+            "analytic_uniform": {v: uniform.lambdas(v) for v in ("max", "l2", "sqrt")},
+            "analytic_gradient_max": analytic["max"],
+            "gradient_timestep_weights": [round(float(w), 4) for w in stats.timestep_weights]}
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+def plan(mode: dict[str, Any], tasks: Sequence[str], lambdas: dict[tuple[str, int], dict],
+         ablations: bool = True) -> list[RunSpec]:
+    specs: list[RunSpec] = []
+    for task in tasks:
+        ep = mode["epochs"][task]
+        for seed in mode["seeds"]:
+            for s in mode["sparsities"]:
+                for m in mode["methods"]:
+                    specs.append(RunSpec(task=task, variant=m, method=m, sparsity=s, seed=seed,
+                                         epochs=ep))
+            if not ablations:
+                continue
+            for s in mode["ablation_sparsities"]:
+                for name, (m, lv, tw, cm) in ABLATIONS.items():
+                    if name == "slamp.max" and s in mode["sparsities"] and "slamp" in mode[
+                            "methods"]:
+                        continue  # the main slamp run is this configuration
+                    specs.append(RunSpec(
+                        task=task, variant=name, method=m, sparsity=s, seed=seed, epochs=ep,
+                        lambda_variant=lv, timestep_weights=tw, current_matching=cm,
+                        lambdas=lambdas.get((task, seed)) if lv == "measured" else None))
+    return specs
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+
+def _stat(vals: Iterable[float | None]) -> tuple[float, float, int]:
+    v = [x for x in vals if x is not None]
+    if not v:
+        return math.nan, math.nan, 0
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+
+STAGES = ("acc_pruned", "acc_current_matched", "acc_retrained")
+
+
+def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample std over seeds per (task, variant, sparsity)."""
+    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        groups[(r["task"], r["variant"], r["sparsity"])].append(r)
+    rows = []
+    for (task, variant, s), rs in sorted(groups.items()):
+        row: dict[str, Any] = {"task": task, "variant": variant, "sparsity": s,
+                               "seeds": len(rs), "acc_dense": rs[0]["acc_dense"]}
+        for key in (*STAGES, "synops_reduction", "sparsity_achieved"):
+            m, sd, _ = _stat(r[key] for r in rs)
+            row[key] = m
+            row[key + "_std"] = sd
+        rows.append(row)
+    return rows
+
+
+def compare(rows: list[dict[str, Any]], stage: str, *, ref: str = "slamp",
+            min_gap: float = 0.005) -> list[dict[str, Any]]:
+    """SLAMP vs every other variant per (task, sparsity): win / tie / loss.
+
+    A difference of means counts only if it exceeds both ``min_gap`` (0.5 points) and the larger
+    of the two seed standard deviations; otherwise it is a tie.
+    """
+    by = {(r["task"], r["variant"], r["sparsity"]): r for r in rows}
+    out = []
+    for (task, variant, s), r in sorted(by.items()):
+        if variant == ref or (task, ref, s) not in by or variant not in METHODS:
+            continue
+        a = by[(task, ref, s)]
+        diff = a[stage] - r[stage]
+        margin = max(min_gap, a[stage + "_std"], r[stage + "_std"])
+        verdict = "tie" if abs(diff) <= margin else ("win" if diff > 0 else "loss")
+        out.append({"task": task, "sparsity": s, "baseline": variant, "stage": stage,
+                    "slamp": a[stage], "baseline_acc": r[stage], "diff": diff,
+                    "margin": margin, "verdict": verdict})
+    return out
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def environment() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "platform": platform.platform()}
+
+
+def write_results(out: Path, name: str, meta: dict[str, Any], runs: list[dict[str, Any]],
+                  rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
+                  lambdas: list[dict[str, Any]]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    js = out / f"{name}.json"
+    js.write_text(json.dumps({"meta": meta, "summary": rows, "verdicts": verdicts,
+                              "lambdas": lambdas, "runs": runs}, indent=1, sort_keys=True,
+                             default=float) + "\n")
+    cs = out / f"{name}.csv"
+    keys = list(rows[0]) if rows else []
+    with cs.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()})
+    return [js, cs]
+
+
+def plot(out: Path, name: str, rows: list[dict[str, Any]]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for task in sorted({r["task"] for r in rows}):
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+        for ax, stage, title in zip(axes, STAGES, ("after pruning", "after current matching",
+                                                   "after retraining"), strict=True):
+            for m in METHODS:
+                rs = sorted((r for r in rows if r["task"] == task and r["variant"] == m),
+                            key=lambda r: r["sparsity"])
+                if len(rs) < 1:
+                    continue
+                xs = [r["sparsity"] for r in rs]
+                ax.errorbar(xs, [r[stage] for r in rs], yerr=[r[stage + "_std"] for r in rs],
+                            marker="o", ms=4, capsize=3, label=m,
+                            lw=2.2 if m == "slamp" else 1.2)
+            dense = next(r["acc_dense"] for r in rows if r["task"] == task)
+            ax.axhline(dense, color="k", ls=":", lw=1, label="dense")
+            ax.set_title(f"{task}: {title}")
+            ax.set_xlabel("sparsity")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("accuracy (mean ± std over seeds)")
+        axes[-1].legend(fontsize=8)
+        fig.tight_layout()
+        p = out / f"{name}_{task}.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def print_tables(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(width=max(120, Console().width))
+    for task in sorted({r["task"] for r in rows}):
+        rs = [r for r in rows if r["task"] == task]
+        dense = rs[0]["acc_dense"]
+        variants = [m for m in METHODS if any(r["variant"] == m for r in rs)]
+        t = Table(title=f"{task}: accuracy pruned / current-matched / retrained "
+                        f"(mean over {rs[0]['seeds']} seed(s); dense {dense:.3f})")
+        t.add_column("sparsity")
+        for v in variants:
+            t.add_column(v, justify="right")
+        for s in sorted({r["sparsity"] for r in rs}):
+            cells = []
+            for v in variants:
+                r = next((r for r in rs if r["variant"] == v and r["sparsity"] == s), None)
+                cells.append("-" if r is None else
+                             f"{r['acc_pruned']:.3f} / {r['acc_current_matched']:.3f} / "
+                             f"{r['acc_retrained']:.3f}±{r['acc_retrained_std']:.3f}\n"
+                             f"SynOps ÷{r['synops_reduction']:.1f}")
+            t.add_row(f"{s:.2f}", *cells)
+        con.print(t)
+        abl = [r for r in rs if r["variant"] not in METHODS or r["variant"] == "slamp"]
+        if any(r["variant"] not in METHODS for r in abl):
+            names = ["slamp", *[a for a in ABLATIONS if a != "slamp.max"]]
+            t = Table(title=f"{task}: ablations (pruned / current-matched / retrained)")
+            t.add_column("sparsity")
+            for n in names:
+                t.add_column(n.replace("slamp", "slamp(max)") if n == "slamp" else n,
+                             justify="right")
+            for s in sorted({r["sparsity"] for r in abl if r["variant"] != "slamp"}):
+                cells = []
+                for n in names:
+                    r = next((r for r in rs if r["variant"] == n and r["sparsity"] == s), None)
+                    cm = ("-" if r is None or r["acc_current_matched"] is None
+                          or math.isnan(r["acc_current_matched"])
+                          else f"{r['acc_current_matched']:.3f}")
+                    cells.append("-" if r is None else
+                                 f"{r['acc_pruned']:.3f} / {cm} / {r['acc_retrained']:.3f}")
+                t.add_row(f"{s:.2f}", *cells)
+            con.print(t)
+    if verdicts:
+        t = Table(title="SLAMP vs each baseline: win / tie / loss (sparsities counted)")
+        t.add_column("task")
+        t.add_column("stage")
+        bases = [m for m in METHODS if m != "slamp"]
+        for b in bases:
+            t.add_column(b, justify="center")
+        for task in sorted({v["task"] for v in verdicts}):
+            for stage in STAGES:
+                cells = []
+                for b in bases:
+                    vs = [v for v in verdicts if v["task"] == task and v["stage"] == stage
+                          and v["baseline"] == b]
+                    n = {k: sum(v["verdict"] == k for v in vs) for k in ("win", "tie", "loss")}
+                    cells.append(f"{n['win']}/{n['tie']}/{n['loss']}")
+                t.add_row(task, stage.removeprefix("acc_"), *cells)
+        con.print(t)
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def _run_spec(args: tuple[Task, RunSpec]) -> dict[str, Any]:
+    return run_one(*args)
+
+
+def _lambda_job(args: tuple[Task, int]) -> dict[str, Any]:
+    return measure_lambdas(*args)
+
+
+def _map(fn, items: list, jobs: int, label: str) -> list:
+    """Run ``fn`` over ``items`` (in worker processes when jobs > 1), with a progress bar."""
+    from rich.progress import Progress
+
+    results = []
+    with Progress(transient=True) as prog:
+        bar = prog.add_task(label, total=len(items))
+        if jobs <= 1:
+            for it in items:
+                results.append(fn(it))
+                prog.advance(bar)
+        else:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                                     initializer=_init_worker) as ex:
+                for r in ex.map(fn, items):
+                    results.append(r)
+                    prog.advance(bar)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description="slamp-deploy pruning-quality benchmark")
+    ap.add_argument("--mode", choices=sorted(MODES), default="quick")
+    ap.add_argument("--tasks", nargs="+", choices=TASKS)
+    ap.add_argument("--methods", nargs="+", choices=METHODS)
+    ap.add_argument("--sparsities", nargs="+", type=float)
+    ap.add_argument("--seeds", nargs="+", type=int)
+    ap.add_argument("--epochs", type=int, help="retraining epochs (all tasks)")
+    ap.add_argument("--train-limit", type=int, help="use only the first N retraining samples")
+    ap.add_argument("--eval-limit", type=int, help="use only the first N evaluation samples")
+    ap.add_argument("--no-ablations", action="store_true")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="worker processes (1 thread each); 1 runs in this process")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--name", help="result file stem (default quality_<mode>)")
+    ap.add_argument("--no-plot", action="store_true")
+    args = ap.parse_args(argv)
+
+    mode = dict(MODES[args.mode])
+    tasks = args.tasks or mode["tasks"]
+    for key in ("methods", "sparsities", "seeds"):
+        if getattr(args, key):
+            mode[key] = tuple(getattr(args, key))
+    if args.sparsities:
+        mode["ablation_sparsities"] = tuple(args.sparsities)
+    if args.epochs is not None:
+        mode["epochs"] = dict.fromkeys(TASKS, args.epochs)
+    train_limit = dict(mode["train_limit"])
+    if args.train_limit is not None:
+        train_limit = dict.fromkeys(TASKS, args.train_limit)
+    eval_limit = args.eval_limit if args.eval_limit is not None else mode["eval_limit"]
+    name = args.name or f"quality_{args.mode}"
+    ablations = not args.no_ablations
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="slamp-bench-") as work:
+        prepared = {t: prepare(t, Path(work) / t, train_limit=train_limit[t],
+                               eval_limit=eval_limit) for t in tasks}
+        lam_jobs = [(prepared[t], s) for t in tasks for s in mode["seeds"]] if ablations else []
+        lam_results = _map(_lambda_job, lam_jobs, args.jobs, "measured lambdas")
+        lambdas = {(r["task"], r["seed"]): r["measured"] for r in lam_results}
+        specs = plan(mode, tasks, lambdas, ablations)
+        runs = _map(_run_spec, [(prepared[s.task], s) for s in specs], args.jobs, "runs")
+        descriptions = {t: prepared[t].description for t in tasks}
+    rows = aggregate(runs)
+    verdicts = [v for st in STAGES for v in compare(rows, st)]
+    meta = {"mode": args.mode, "argv": list(sys.argv[1:] if argv is None else argv),
+            "tasks": descriptions, "methods": list(mode["methods"]),
+            "sparsities": list(mode["sparsities"]), "seeds": list(mode["seeds"]),
+            "ablation_sparsities": list(mode["ablation_sparsities"]) if ablations else [],
+            "retrain_epochs": {t: mode["epochs"][t] for t in tasks},
+            "train_limit": {t: train_limit[t] for t in tasks}, "eval_limit": eval_limit,
+            "jobs": args.jobs, "wall_seconds": round(time.perf_counter() - t0, 1),
+            "environment": environment(),
+            "tie_rule": "tie when |mean difference| <= max(0.005, std of either side)"}
+    files = write_results(args.out, name, meta, runs, rows, verdicts, lam_results)
+    if not args.no_plot:
+        files += plot(args.out, name, rows)
+    print_tables(rows, verdicts)
+    print(f"{len(runs)} runs in {meta['wall_seconds']} s; wrote "
+          + ", ".join(str(p) for p in files))
+    return {"meta": meta, "summary": rows, "verdicts": verdicts, "runs": runs, "files": files}
+
+
+if __name__ == "__main__":
+    main()
