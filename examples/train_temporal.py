@@ -17,8 +17,6 @@ from pathlib import Path
 
 import snntorch.utils
 import torch
-from torch import nn
-
 from slamp_deploy.examples.temporal_task import (
     EVAL_SAMPLES,
     EVAL_SEED,
@@ -28,6 +26,7 @@ from slamp_deploy.examples.temporal_task import (
     build_model,
     make_events,
 )
+from torch import nn
 
 HERE = Path(__file__).resolve().parent
 

@@ -36,7 +36,7 @@ _STATE = ("mem", "syn")
 
 
 def _step(graph: SpikingGraph, h: torch.Tensor) -> torch.Tensor:
-    """One time step through the chain (as :func:`slamp_deploy.runner.run` does); output membrane."""
+    """One step through the chain (as :func:`slamp_deploy.runner.run` does); output membrane."""
     last = graph.output_op
     for op in graph.ops:
         if op.kind == "reshape":
@@ -73,7 +73,7 @@ def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
 @torch.no_grad()
 def distortion(graph: SpikingGraph, x: torch.Tensor, layer: str, fraction: float
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step output RMS distortion of pruning ``fraction`` of ``layer``: accumulated, single-step.
+    """Per-step output RMS distortion of pruning ``fraction`` of ``layer``: accumulated, 1-step.
 
     ``x`` is an encoded input ``[T, N, ...]``. Returns two arrays of length T. The layer's weights
     are restored exactly before returning (also on error).
