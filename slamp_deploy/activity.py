@@ -398,11 +398,11 @@ def measure(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: str
             counts = nz.sum(0)  # int64 [inputs]: events per input unit, all samples
             ev[k][t] += int(counts.sum())
             if graded is None:
-                ac[k][t] += int(counts @ fo)
+                ac[k][t] += int((counts * fo).sum())
             else:
                 g_counts = nz[graded].sum(0)
-                mac[k][t] += int(g_counts @ fo)
-                ac[k][t] += int((counts - g_counts) @ fo)
+                mac[k][t] += int((g_counts * fo).sum())
+                ac[k][t] += int(((counts - g_counts) * fo).sum())
         j = by_neuron.get(i)
         if j is not None:
             spk[j][t] += int(torch.count_nonzero(out))

@@ -257,7 +257,7 @@ def energy_markdown(ests: list[tuple[HardwareProfile, EnergyEstimate, EnergyEsti
                                        _j(t.energy_j) + (" (unverified)" if t.unverified
                                                          else ""))
                 lines.append(f"| {t.name if not i else ''} | {count} | {key} | "
-                             f"{fig.describe()} | {fig.confidence} | {_md(fig.source)} | "
+                             f"{fig.describe()} | {fig.confidence} | {_md(_source(fig))} | "
                              f"{energy} |")
         lines += ["", f"Per layer on {p.name} (pruned; static power is chip-wide):", "",
                   "| layer | SynOps | spikes | neuron updates | E SynOps | E spikes | "
@@ -285,6 +285,10 @@ def energy_markdown(ests: list[tuple[HardwareProfile, EnergyEstimate, EnergyEsti
               f"{_j(ref_d['snn_j'])} | {_j(ref_p['snn_j'])} |",
               "", "Not modelled: " + "; ".join(not_modelled) + "."]
     return "\n".join(lines)
+
+
+def _source(fig: Any) -> str:
+    return fig.source + (f" (note: {fig.note})" if fig.note else "")
 
 
 def _md(s: str) -> str:
