@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .data import Dataset, encode
+from .distributed import all_reduce_sum, current, shard_indices
 from .graph import NEURON_KINDS, SYNAPTIC_KINDS, Op, SpikingGraph, neuron_params
 from .runner import loss, run
 from .scores import impulse_response, temporal_factor
@@ -76,7 +77,11 @@ def calibrate(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: s
         if op.kind in NEURON_KINDS:
             spikes[op.name][t] += float(out.double().sum())
 
-    gen = torch.Generator().manual_seed(seed)
+    world = current()
+    full = data
+    if world.active:  # each rank takes a shard; the sums are all-reduced below
+        data = data.subset(shard_indices(len(data), world))
+    gen = torch.Generator().manual_seed(seed + world.rank)
     graph.model.eval()
     with torch.no_grad():
         for xb, _ in data.batches(batch_size):
@@ -84,7 +89,9 @@ def calibrate(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: s
                 observers=(observe,))
             if progress:
                 progress(1)
-    n = len(data)
+    n = len(full)
+    sumsq = {k: all_reduce_sum(v) for k, v in sumsq.items()}
+    spikes = {k: all_reduce_sum(v) for k, v in spikes.items()}
     activity = {k: np.sqrt(v / (n * width[k])) for k, v in sumsq.items()}
     rates = {k: v / (n * n_neurons[k]) for k, v in spikes.items()}
     if timestep_weights == "gradient":
@@ -114,6 +121,7 @@ def _gradient_weights(graph: SpikingGraph, data: Dataset, timesteps: int, encodi
     graph.model.zero_grad(set_to_none=True)
     g = np.array([float(c.grad.flatten(1).norm(dim=1).mean()) if c.grad is not None else 0.0
                   for c in currents])
+    g = all_reduce_sum(g)  # ranks saw different batches; the normalised sum is their mean
     return g / g.max() if g.max() > 0 else np.ones(timesteps)
 
 

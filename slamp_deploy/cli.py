@@ -39,6 +39,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--readout", default="spikes", choices=("spikes", "membrane"),
                    help="class = argmax of output spike counts, or of the last membrane")
     g.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    g.add_argument("--dist-timeout", type=float, default=300.0,
+                   help="under torchrun: seconds a rank waits for the others before failing")
     g.add_argument("--seed", type=int, default=0)
 
 
@@ -177,13 +179,20 @@ def _run(args: argparse.Namespace) -> int:
         current_matching=args.current_matching, lambda_variant=args.lambda_variant,
         timestep_weights=args.timestep_weights, eval_fraction=args.eval_fraction,
         calib_samples=args.calib_samples, verify_samples=args.verify_samples,
-        device=args.device, seed=args.seed, out=args.out)
+        device=args.device, dist_timeout=args.dist_timeout, seed=args.seed, out=args.out)
+    from .distributed import env_world
+
+    main_rank = env_world()[0] == 0
     err = Console(stderr=True)
     with warnings.catch_warnings():
         # the run's warnings are collected into report.json and printed once below
         warnings.simplefilter("ignore", SlampWarning)
-        with _rich_progress(err) as factory:
-            result = run_pipeline(cfg, progress=factory)
+        if main_rank:
+            with _rich_progress(err) as factory:
+                result = run_pipeline(cfg, progress=factory)
+        else:  # under torchrun only rank 0 prints
+            run_pipeline(cfg)
+            return 0
     for w in result.report.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
     _print_summary(Console(), result.report, str(result.out_dir))
@@ -212,7 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             argv = argv[1:]
         return _run(build_parser().parse_args(argv))
     except SlampError as e:
-        print(f"error: {e}", file=sys.stderr)
+        from .distributed import env_world
+
+        rank, size, _ = env_world()
+        prefix = f"rank {rank}: " if size > 1 and not str(e).startswith("rank ") else ""
+        print(f"error: {prefix}{e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("error: interrupted; earlier outputs were left as they were", file=sys.stderr)

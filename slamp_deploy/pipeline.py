@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .calibrate import TIMESTEP_WEIGHTS, TemporalStats, calibrate
 from .data import ENCODINGS, Dataset, Split, check_labels, load_digits, load_npz, split
 from .deploy import capped_masks, fit_keep, fit_section, has_caps
@@ -81,6 +81,7 @@ class PipelineConfig:
     calib_samples: int = 256
     verify_samples: int = 64  # evaluation samples the exported models are checked on
     device: str = "cpu"
+    dist_timeout: float = 300.0  # seconds a rank waits for the others (torchrun runs only)
     seed: int = 0
     out: str = "slamp-out"
 
@@ -175,6 +176,17 @@ def run(cfg: PipelineConfig, *, progress: ProgressFactory | None = None,
         after_retrain: Callable[[PipelineContext], None] | None = None) -> PipelineResult:
     """Run the whole pipeline and write its outputs into ``cfg.out`` (atomically)."""
     cfg.validate()
+    world = distributed.init(cfg.device, cfg.dist_timeout)
+    try:
+        return _run(cfg, world, progress, after_retrain)
+    finally:
+        distributed.shutdown(world)
+
+
+def _run(cfg: PipelineConfig, world: distributed.World, progress: ProgressFactory | None,
+         after_retrain: Callable[[PipelineContext], None] | None) -> PipelineResult:
+    if cfg.epochs > 0:
+        distributed.check_batch(cfg.batch_size, world)
     prog: ProgressFactory = progress or _no_progress
     timer = _Timer()
     torch.manual_seed(cfg.seed)
@@ -198,11 +210,12 @@ def run(cfg: PipelineConfig, *, progress: ProgressFactory | None = None,
         parts = split(ds, eval_fraction=cfg.eval_fraction, calib_samples=cfg.calib_samples,
                       seed=cfg.seed, eval_ds=ev)
     ctx = PipelineContext(cfg=cfg, loaded=loaded, graph=graph, parts=parts, timesteps=T,
-                          timer=timer, progress=prog, profile=profile)
+                          timer=timer, progress=prog, profile=profile, world=world)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SlampWarning)
         ctx.prune_and_recover()
-        ctx.deploy()
+        if world.is_main:  # fit check, reports and export are cheap and write files: rank 0
+            ctx.deploy()
         if after_retrain is not None:
             after_retrain(ctx)
     ctx.warnings = [str(w.message) for w in caught if issubclass(w.category, SlampWarning)]
@@ -210,7 +223,13 @@ def run(cfg: PipelineConfig, *, progress: ProgressFactory | None = None,
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     timer.stages["total"] = round(time.perf_counter() - t_start, 3)
     report = ctx.build_report()
-    out = write_outputs(Path(cfg.out), report, graph, ctx.extra_files)
+    out = Path(cfg.out).resolve()
+    if world.is_main:  # only rank 0 writes
+        from .report_html import render_files
+
+        with timer.stage("report_html"):
+            ctx.extra_files.update(render_files(report))  # from the final report
+        out = write_outputs(out, report, graph, ctx.extra_files)
     return PipelineResult(report=report, out_dir=out, graph=graph, masks=ctx.masks)
 
 
@@ -226,6 +245,8 @@ class PipelineContext:
     timer: _Timer
     progress: ProgressFactory
     profile: HardwareProfile | None = None
+    world: distributed.World = field(default_factory=distributed.World)
+    mask_digests: list[str] = field(default_factory=list)
     fit_sparsity: float | None = None  # smallest sparsity that fits (with --fit)
     fits: bool | None = None
     accuracy: dict[str, float] = field(default_factory=dict)
@@ -293,6 +314,7 @@ class PipelineContext:
                         self.allocation, binding=binding,
                         keep={k: int(m.sum()) for k, m in self.masks.items()})
                 apply_masks(g, self.masks)
+                self.mask_digests = distributed.check_same_masks(self.masks)
             rec: dict[str, Any] = {"round": r, "target_sparsity": round(target, 6),
                                    "accuracy_pruned": self._eval("pruned")}
             if c.current_matching:
@@ -412,6 +434,8 @@ class PipelineContext:
                 "lambda_variant": c.lambda_variant,
             },
             "layers": self.layer_rows(),
+            "distributed": {"world_size": self.world.size, "backend": self.world.backend,
+                            "mask_digest_per_rank": list(self.mask_digests)},
             "warnings": list(self.warnings),
             "timings_s": dict(self.timer.stages),
             "environment": {"python": platform.python_version(), "torch": torch.__version__,

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .data import Dataset, encode
+from .distributed import all_reduce_tensor, current, shard_indices
 from .graph import Layer, Op, SpikingGraph
 from .runner import run
 from .scores import Allocation, magnitude_mask
@@ -83,9 +84,14 @@ def match_currents(graph: SpikingGraph, dense: Mapping[str, torch.Tensor],
     factors: dict[str, list[float]] = {}
     was_training = graph.model.training
     graph.model.eval()
+    world = current()
+    full = data
+    if world.active:  # each rank takes a shard; the inner products are all-reduced
+        data = data.subset(shard_indices(len(data), world))
     for la in graph.layers:
-        num = den = None
-        gen = torch.Generator().manual_seed(seed)
+        num = torch.zeros(la.weight.shape[0], dtype=torch.float64, device=la.weight.device)
+        den = torch.zeros_like(num)
+        gen = torch.Generator().manual_seed(seed + world.rank)
         captured: list[torch.Tensor] = []
 
         def grab(i: int, op: Op, t: int, inp: torch.Tensor, out: torch.Tensor,
@@ -102,16 +108,16 @@ def match_currents(graph: SpikingGraph, dense: Mapping[str, torch.Tensor],
             idn = synaptic_current(la, x, dense[la.name].to(x.device))
             dims = [d for d in range(ip.dim()) if d != 1]
             n_, d_ = (ip * idn).sum(dims).double(), (ip * ip).sum(dims).double()
-            num = n_ if num is None else num + n_
-            den = d_ if den is None else den + d_
-        assert num is not None and den is not None
+            num, den = num + n_, den + d_
+        num, den = all_reduce_tensor(num), all_reduce_tensor(den)
         alpha = torch.where(den > 0, num / torch.where(den > 0, den, 1.0), 1.0)
         alpha = torch.where(torch.isfinite(alpha) & (alpha > 0), alpha, 1.0).float()
         shape = (-1,) + (1,) * (la.weight.dim() - 1)
         la.weight.mul_(alpha.view(shape).to(la.weight.device))
         la.weight.mul_(masks[la.name].to(la.weight.device, la.weight.dtype))
         factors[la.name] = [round(float(a), 6) for a in alpha]
-        _reestimate_batchnorm(graph, la, data, timesteps, encoding, batch_size, seed)
+        # BatchNorm statistics: every rank on the full calibration set (identical on all ranks)
+        _reestimate_batchnorm(graph, la, full, timesteps, encoding, batch_size, seed)
         if progress:
             progress(1)
     graph.model.train(was_training)

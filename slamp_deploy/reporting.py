@@ -53,10 +53,8 @@ def add_activity_and_energy(ctx: PipelineContext) -> None:
     if isinstance(fit, dict) and isinstance(fit.get("report"), dict):
         chips = fit["report"].get("chips_used")
     ctx.sections["energy"] = energy_section(dense, pruned, profiles, chips_used=chips)
-
-    from .report_html import render_files
-
-    ctx.extra_files.update(render_files(ctx.build_report()))
+    # report.html and plots/ are rendered by the pipeline from the final report (with the
+    # export section and the final timings)
 
 
 def target_profiles(primary: HardwareProfile | None,
