@@ -34,7 +34,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="calibration samples, drawn from the retraining part (default 256)")
     g.add_argument("--timesteps", type=int, help="time steps per sample (default 8, or the "
                    "sequence length of sequence data)")
-    g.add_argument("--encoding", default="direct", choices=("direct", "rate"),
+    g.add_argument("--encoding", default="direct", choices=("direct", "rate", "latency"),
                    help="how static samples become input sequences (default direct)")
     g.add_argument("--readout", default="spikes", choices=("spikes", "membrane"),
                    help="class = argmax of output spike counts, or of the last membrane")

@@ -16,7 +16,7 @@ import torch
 
 from .errors import DataError, UsageError
 
-ENCODINGS = ("direct", "rate")
+ENCODINGS = ("direct", "rate", "latency")
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,7 +181,9 @@ def encode(x: torch.Tensor, timesteps: int, encoding: str, *, sequence: bool = F
     """Turn a batch into a ``[T, N, ...]`` input sequence.
 
     ``direct`` repeats the analog sample at every step; ``rate`` draws Bernoulli spikes with
-    probability ``clamp(x, 0, 1)`` per step (seeded through ``generator``). Sequences pass through.
+    probability ``clamp(x, 0, 1)`` per step (seeded through ``generator``); ``latency`` emits one
+    spike per input at step ``round((1 - clamp(x, 0, 1)) * (T - 1))`` (brighter fires earlier,
+    zero never fires). Sequences pass through.
     """
     if sequence:
         return x
@@ -190,4 +192,9 @@ def encode(x: torch.Tensor, timesteps: int, encoding: str, *, sequence: bool = F
     if encoding == "rate":
         p = x.clamp(0.0, 1.0).unsqueeze(0).expand(timesteps, *x.shape)
         return torch.bernoulli(p, generator=generator)
+    if encoding == "latency":
+        xc = x.clamp(0.0, 1.0)
+        when = torch.round((1.0 - xc) * (timesteps - 1)).long()
+        steps = torch.arange(timesteps, device=x.device).view(-1, *([1] * x.dim()))
+        return ((steps == when.unsqueeze(0)) & (xc > 0).unsqueeze(0)).to(x.dtype)
     raise UsageError(f"--encoding {encoding!r}: unknown; choose one of {', '.join(ENCODINGS)}")

@@ -86,3 +86,18 @@ def test_current_matching_is_the_least_squares_factor():
     # the corrected current is closer to the dense one than the uncorrected current
     corrected = synaptic_current(first, x, first.weight.detach())
     assert (corrected - idn).norm() < (ip - idn).norm()
+
+
+def test_encoders():
+    from slamp_deploy.data import encode
+
+    x = torch.tensor([[0.0, 0.5, 1.0, 0.2]])
+    lat = encode(x, 5, "latency")
+    assert lat.shape == (5, 1, 4)
+    assert lat.sum(0).tolist() == [[0.0, 1.0, 1.0, 1.0]]  # one spike per non-zero input
+    assert lat[:, 0, 2].argmax() == 0 and lat[:, 0, 1].argmax() == 2 and lat[:, 0, 3].argmax() == 3
+    d = encode(x, 3, "direct")
+    assert torch.equal(d[2], x)
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    r1, r2 = encode(x, 50, "rate", generator=g1), encode(x, 50, "rate", generator=g2)
+    assert torch.equal(r1, r2) and r1[:, 0, 0].sum() == 0 and r1[:, 0, 2].sum() == 50
