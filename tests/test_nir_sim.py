@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import nir
@@ -10,13 +9,12 @@ import numpy as np
 import pytest
 import snntorch as snn
 import torch
+from slamp_deploy.exporters import nir_sim
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _nir_builders import chain_to_nir, example_net, prune_, run_torch
-from slamp_deploy.exporters import nir_sim
-
 from slamp_deploy.errors import ExportError
+
+from ._nir_builders import chain_to_nir, example_net, prune_, run_torch
 
 T = 12
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import nir
@@ -12,13 +11,12 @@ import onnx
 import pytest
 import snntorch as snn
 import torch
+from slamp_deploy.exporters import nir_sim, onnx_export
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _nir_builders import chain_to_nir, example_net, prune_, run_torch
-from slamp_deploy.exporters import nir_sim, onnx_export
-
 from slamp_deploy.errors import ExportError
+
+from ._nir_builders import chain_to_nir, example_net, prune_, run_torch
 
 T = 8
 
