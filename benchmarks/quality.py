@@ -465,6 +465,130 @@ def print_tables(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> 
         con.print(t)
 
 
+# ----------------------------------------------------------------------------- markdown
+
+
+def _pm(m: float | None, sd: float | None) -> str:
+    if m is None or (isinstance(m, float) and math.isnan(m)):
+        return "-"
+    return f"{m:.3f}" if not sd else f"{m:.3f} ± {sd:.3f}"
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    """Markdown tables of a results JSON (what docs/benchmarks.md shows)."""
+    rows, verdicts, runs = data["summary"], data["verdicts"], data["runs"]
+    out: list[str] = []
+    for task in sorted({r["task"] for r in rows}):
+        rs = [r for r in rows if r["task"] == task]
+        variants = [m for m in METHODS if any(r["variant"] == m for r in rs)]
+        sps = sorted({r["sparsity"] for r in rs if r["variant"] in METHODS})
+        out += [f"### {task}: dense accuracy {rs[0]['acc_dense']:.3f}", ""]
+        for stage, label in (("acc_pruned", "right after pruning"),
+                             ("acc_current_matched", "after current matching"),
+                             ("acc_retrained", "after retraining"),
+                             ("synops_reduction", "SynOps reduction (dense / pruned, x)")):
+            out += [f"**{label}** (mean ± std over {rs[0]['seeds']} seeds)", "",
+                    "| sparsity | " + " | ".join(variants) + " |",
+                    "|---|" + "---|" * len(variants)]
+            for s in sps:
+                cells = []
+                best = max((r[stage] for r in rs if r["sparsity"] == s and r["variant"]
+                            in variants), default=None)
+                for v in variants:
+                    r = next((r for r in rs if r["variant"] == v and r["sparsity"] == s), None)
+                    c = "-" if r is None else (f"{r[stage]:.1f}" if stage == "synops_reduction"
+                                               else _pm(r[stage], r[stage + "_std"]))
+                    if r is not None and stage != "synops_reduction" and r[stage] == best:
+                        c = f"**{c}**"
+                    cells.append(c)
+                out.append(f"| {s:.2f} | " + " | ".join(cells) + " |")
+            out.append("")
+        abl = [a for a in ABLATIONS if a != "slamp.max"]
+        asps = sorted({r["sparsity"] for r in rs if r["variant"] in abl})
+        if asps:
+            names = ["slamp", *abl, "lamp"]
+            for stage, label in (("acc_pruned", "right after pruning"),
+                                 ("acc_current_matched", "after current matching"),
+                                 ("acc_retrained", "after retraining")):
+                out += [f"**Ablations, {label}** (slamp = lambda max, uniform timestep weights, "
+                        "current matching on)", "",
+                        "| sparsity | " + " | ".join(names) + " |",
+                        "|---|" + "---|" * len(names)]
+                for s in asps:
+                    cells = []
+                    for n in names:
+                        r = next((r for r in rs if r["variant"] == n and r["sparsity"] == s),
+                                 None)
+                        cells.append("-" if r is None else _pm(r[stage], r[stage + "_std"]))
+                    out.append(f"| {s:.2f} | " + " | ".join(cells) + " |")
+                means = []
+                for n in names:
+                    v = [r[stage] for r in rs if r["variant"] == n and r["sparsity"] in asps]
+                    ok = len(v) == len(asps) and not any(math.isnan(x) for x in v)
+                    means.append(f"{np.mean(v):.3f}" if ok else "-")
+                out.append("| mean | " + " | ".join(means) + " |")
+                out.append("")
+    if verdicts:
+        bases = [m for m in METHODS if m != "slamp"]
+        out += ["### SLAMP against each baseline (win / tie / loss over the sparsities)", "",
+                "| task | stage | " + " | ".join(bases) + " |", "|---|---|" + "---|" * len(bases)]
+        for task in sorted({v["task"] for v in verdicts}):
+            for stage in STAGES:
+                cells = []
+                for b in bases:
+                    vs = [v for v in verdicts if v["task"] == task and v["stage"] == stage
+                          and v["baseline"] == b]
+                    n = {k: sum(v["verdict"] == k for v in vs) for k in ("win", "tie", "loss")}
+                    cells.append(f"{n['win']} / {n['tie']} / {n['loss']}")
+                out.append(f"| {task} | {stage.removeprefix('acc_')} | " + " | ".join(cells)
+                           + " |")
+        out.append("")
+        losses = [v for v in verdicts if v["verdict"] == "loss"]
+        if losses:
+            out += ["Losses of SLAMP (accuracy difference SLAMP - baseline):", ""]
+            for v in sorted(losses, key=lambda v: (v["task"], v["baseline"], v["stage"],
+                                                   v["sparsity"])):
+                out.append(f"- {v['task']}, {v['baseline']}, {v['stage'].removeprefix('acc_')},"
+                           f" sparsity {v['sparsity']:.2f}: {v['slamp']:.3f} vs "
+                           f"{v['baseline_acc']:.3f} ({v['diff']:+.3f})")
+            out.append("")
+    lam = data.get("lambdas") or []
+    if lam:
+        out += ["### Lambdas per layer (seed 0 calibration subset)", "",
+                "| task | layer | max | l2 | sqrt | measured | max, gradient weights |",
+                "|---|---|---|---|---|---|---|"]
+        for rec in lam:
+            if rec["seed"] != 0:
+                continue
+            au = rec["analytic_uniform"]
+            for layer, v in rec["measured"].items():
+                out.append(f"| {rec['task']} | {layer} | {au['max'][layer]:.2f} | "
+                           f"{au['l2'][layer]:.2f} | {au['sqrt'][layer]:.2f} | {v:.2f} | "
+                           f"{rec['analytic_gradient_max'][layer]:.2f} |")
+        out.append("")
+    # per-layer allocation, SLAMP vs LAMP (seed 0)
+    out += ["### Per-layer weights kept, SLAMP (max) vs LAMP vs others (seed 0)", ""]
+    for task in sorted({r["task"] for r in runs}):
+        rs = [r for r in runs if r["task"] == task and r["seed"] == 0 and r["variant"] in
+              METHODS]
+        if not rs:
+            continue
+        layers = list(rs[0]["layers"])
+        out += [f"**{task}** (layer sizes: " + ", ".join(
+            f"{la} {rs[0]['layers'][la]['total']}" for la in layers) + ")", "",
+                "| sparsity | method | " + " | ".join(layers) + " |",
+                "|---|---|" + "---|" * len(layers)]
+        for s in sorted({r["sparsity"] for r in rs}):
+            for m in METHODS:
+                r = next((r for r in rs if r["sparsity"] == s and r["variant"] == m), None)
+                if r is None:
+                    continue
+                out.append(f"| {s:.2f} | {m} | " + " | ".join(
+                    str(r["layers"][la]["kept"]) for la in layers) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 # ----------------------------------------------------------------------------- driver
 
 
@@ -518,7 +642,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--name", help="result file stem (default quality_<mode>)")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--render", type=Path, metavar="JSON",
+                    help="print the markdown tables of an existing results file and exit")
     args = ap.parse_args(argv)
+    if args.render:
+        md = render_markdown(json.loads(args.render.read_text()))
+        print(md)
+        return {"markdown": md}
 
     mode = dict(MODES[args.mode])
     tasks = args.tasks or mode["tasks"]
