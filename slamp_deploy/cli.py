@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cores", type=int, help="with --fit/check: cores available")
     g.add_argument("--schedule", default="oneshot", choices=("oneshot", "iterative"))
     g.add_argument("--rounds", type=int, default=3, help="rounds of the iterative schedule")
-    g.add_argument("--lambda-variant", default="max", choices=("max", "l2", "sqrt"),
+    g.add_argument("--lambda-variant", default="max", choices=("max", "l2", "sqrt", "measured"),
                    help="SLAMP temporal factor estimator (default max)")
     g.add_argument("--timestep-weights", default="uniform", choices=("uniform", "gradient"),
                    help="step weights w_t for SLAMP (default uniform)")

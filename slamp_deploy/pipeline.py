@@ -41,6 +41,9 @@ SCHEMA_VERSION = 1
 #: that may carry "summary" (printed by the CLI) and "markdown" (appended to report.md)
 REPORT_SECTIONS = ("fit", "activity", "energy", "export")
 SCHEDULES = ("oneshot", "iterative")
+#: SLAMP temporal factor: the three estimators from calibration statistics, or measured on the
+#: network (slamp_deploy.measured_lambda)
+LAMBDA_CHOICES = (*LAMBDA_VARIANTS, "measured")
 DEFAULT_SPARSITY = 0.9
 
 #: progress(description, total) -> context manager yielding advance(n)
@@ -101,9 +104,9 @@ class PipelineConfig:
             raise UsageError(f"--readout {self.readout!r}: choose one of {', '.join(READOUTS)}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"--schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-        if self.lambda_variant not in LAMBDA_VARIANTS:
+        if self.lambda_variant not in LAMBDA_CHOICES:
             raise UsageError(f"--lambda-variant {self.lambda_variant!r}: choose one of "
-                             f"{', '.join(LAMBDA_VARIANTS)}")
+                             f"{', '.join(LAMBDA_CHOICES)}")
         if self.timestep_weights not in TIMESTEP_WEIGHTS:
             raise UsageError(f"--timestep-weights {self.timestep_weights!r}: choose one of "
                              f"{', '.join(TIMESTEP_WEIGHTS)}")
@@ -294,8 +297,7 @@ class PipelineContext:
         for r in range(1, rounds + 1):
             self.stats = self._calibrate()
             with self.timer.stage("score_allocate"):
-                self.lambdas = (self.stats.lambdas(c.lambda_variant) if c.method == "slamp"
-                                else {la.name: 1.0 for la in g.layers})
+                self.lambdas = self._lambdas()
                 alive = alive_masks(g)
                 if c.fit and r == 1:
                     self._fit_search(alive)
@@ -339,6 +341,18 @@ class PipelineContext:
         if c.epochs == 0:
             self.accuracy.setdefault("retrained", self.accuracy.get(
                 "current_matched", self.accuracy["pruned"]))
+
+    def _lambdas(self) -> dict[str, float]:
+        c = self.cfg
+        if c.method != "slamp":
+            return {la.name: 1.0 for la in self.graph.layers}
+        if c.lambda_variant == "measured":
+            from .measured_lambda import measured_lambdas
+
+            return measured_lambdas(self.graph, self.parts.calib, timesteps=self.timesteps,
+                                    encoding=c.encoding, seed=c.seed)
+        assert self.stats is not None
+        return self.stats.lambdas(c.lambda_variant)
 
     def _fit_search(self, alive: Masks) -> None:
         """--fit: the smallest sparsity at which the model fits the target."""
