@@ -26,7 +26,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    "returning the nn.Module), or graph.nir; default: the built-in digits example")
     g.add_argument("--weights", help="state_dict checkpoint (.pt), loaded with weights_only=True")
     g.add_argument("--data", help=".npz with arrays x ([N, ...] samples or [T, N, ...] "
-                   "sequences) and y ([N] labels); default: scikit-learn digits")
+                   "sequences) and y ([N] labels), or cifar10:PATH, cifar100:PATH, "
+                   "cifar10-dvs:PATH (local copies; see docs/datasets.md); default: "
+                   "scikit-learn digits")
     g.add_argument("--eval-data", help=".npz evaluation set (default: split off --data)")
     g.add_argument("--eval-fraction", type=float, default=0.2,
                    help="fraction of --data held out for evaluation (default 0.2)")

@@ -152,10 +152,19 @@ class _Timer:
 
 
 def load_data(cfg: PipelineConfig) -> tuple[Dataset, Dataset | None]:
-    """The data set named by ``--data`` (default: scikit-learn digits) and ``--eval-data``."""
-    ds = load_digits() if cfg.data is None else load_npz(cfg.data)
+    """The data set ``--data`` names (default: scikit-learn digits) and the evaluation set.
+
+    ``--data`` is an ``.npz`` file or a data set spec (``cifar10:PATH``, ``cifar100:PATH``,
+    ``cifar10-dvs:PATH``; see docs/datasets.md). A data set with a fixed test split returns it
+    as the evaluation set; ``--eval-data`` overrides it.
+    """
     ev = load_npz(cfg.eval_data) if cfg.eval_data else None
-    return ds, ev
+    if cfg.data is None:
+        return load_digits(), ev
+    from .datasets import load_data_spec
+
+    ds, test = load_data_spec(cfg.data, frames=cfg.timesteps)
+    return ds, ev if ev is not None else test
 
 
 def resolve_timesteps(cfg: PipelineConfig, ds: Dataset) -> int:
