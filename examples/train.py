@@ -9,6 +9,9 @@ counts into cross-entropy for ``--readout spikes``, the per-step membrane for ``
 the network trains exactly as slamp-deploy runs and retrains it. Adam with a cosine schedule;
 random 4-pixel-padded crops and horizontal flips on static images (flips only on DVS frames).
 
+Static images are normalised per channel for ``--encoding direct``; with ``rate`` or
+``latency`` (which read intensities in [0, 1]) the script adds ``norm=none`` to the spec.
+
 Trains on the data set's training part and reports top-1 accuracy on its fixed test set (the
 part slamp-deploy evaluates on). Writes the state_dict (``--out``) and, next to it, a .json of
 how it was trained and the test accuracy, then prints the slamp-deploy command that prunes it.
@@ -115,6 +118,11 @@ def _train(args: argparse.Namespace) -> dict[str, object]:
         raise UsageError(f"--data {args.data!r}: train.py trains the example VGGs on "
                          f"{', '.join(k + ':PATH' for k in KINDS)}; for an .npz, write a factory "
                          f"for its shapes")
+    if (args.encoding != "direct" and spec.kind in ("cifar10", "cifar100")
+            and "norm" not in spec.options):
+        # rate and latency encoding read pixel intensities in [0, 1]: no mean/std shift. Written
+        # into the spec, so the printed slamp-deploy command loads the same inputs.
+        args.data += ("&" if "?" in args.data else "?") + "norm=none"
     pool, test = load_data_spec(args.data, frames=args.timesteps)
     assert test is not None
     timesteps = int(pool.x.shape[0]) if pool.sequence else (args.timesteps or DEFAULT_TIMESTEPS)
