@@ -85,8 +85,9 @@ def calibrate(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: s
     graph.model.eval()
     with torch.no_grad():
         for xb, _ in data.batches(batch_size):
-            run(graph, encode(xb, timesteps, encoding, sequence=data.sequence, generator=gen),
-                observers=(observe,))
+            x = encode(xb.to(_device(graph)), timesteps, encoding, sequence=data.sequence,
+                       generator=gen)
+            run(graph, x, observers=(observe,))
             if progress:
                 progress(1)
     n = len(full)
@@ -115,9 +116,9 @@ def _gradient_weights(graph: SpikingGraph, data: Dataset, timesteps: int, encodi
             currents.append(out)
 
     xb, yb = next(data.batches(batch_size))
-    out = run(graph, encode(xb, timesteps, encoding, sequence=data.sequence, generator=gen),
-              observers=(keep,))
-    loss(out, yb, readout).backward()
+    x = encode(xb.to(_device(graph)), timesteps, encoding, sequence=data.sequence, generator=gen)
+    out = run(graph, x, observers=(keep,))
+    loss(out, yb.to(x.device), readout).backward()
     graph.model.zero_grad(set_to_none=True)
     g = np.array([float(c.grad.flatten(1).norm(dim=1).mean()) if c.grad is not None else 0.0
                   for c in currents])
@@ -126,3 +127,8 @@ def _gradient_weights(graph: SpikingGraph, data: Dataset, timesteps: int, encodi
 
 
 __all__ = ["SYNAPTIC_KINDS", "TIMESTEP_WEIGHTS", "TemporalStats", "calibrate", "layer_impulse"]
+
+
+def _device(graph: SpikingGraph) -> torch.device:
+    """Where the model's parameters live (inputs go there)."""
+    return next(graph.model.parameters()).device

@@ -191,6 +191,9 @@ def encode(x: torch.Tensor, timesteps: int, encoding: str, *, sequence: bool = F
         return x.unsqueeze(0).expand(timesteps, *x.shape)
     if encoding == "rate":
         p = x.clamp(0.0, 1.0).unsqueeze(0).expand(timesteps, *x.shape)
+        if generator is not None and generator.device != x.device:
+            # a CPU generator (seeded the same everywhere) draws on the CPU, then moves
+            return torch.bernoulli(p.cpu(), generator=generator).to(x.device)
         return torch.bernoulli(p, generator=generator)
     if encoding == "latency":
         xc = x.clamp(0.0, 1.0)

@@ -163,7 +163,9 @@ def load_data(cfg: PipelineConfig) -> tuple[Dataset, Dataset | None]:
         return load_digits(), ev
     from .datasets import load_data_spec
 
-    ds, test = load_data_spec(cfg.data, frames=cfg.timesteps)
+    # rate and latency encoders read pixel values as probabilities in [0, 1]: no mean/std
+    ds, test = load_data_spec(cfg.data, frames=cfg.timesteps,
+                              normalize=None if cfg.encoding == "direct" else False)
     return ds, ev if ev is not None else test
 
 

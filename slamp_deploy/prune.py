@@ -101,8 +101,9 @@ def match_currents(graph: SpikingGraph, dense: Mapping[str, torch.Tensor],
 
         for xb, _ in data.batches(batch_size):
             captured.clear()
-            run(graph, encode(xb, timesteps, encoding, sequence=data.sequence, generator=gen),
-                observers=(grab,))
+            x = encode(xb.to(_device(graph)), timesteps, encoding, sequence=data.sequence,
+                       generator=gen)
+            run(graph, x, observers=(grab,))
             x = torch.cat(captured)
             ip = synaptic_current(la, x, la.weight)
             idn = synaptic_current(la, x, dense[la.name].to(x.device))
@@ -142,7 +143,13 @@ def _reestimate_batchnorm(graph: SpikingGraph, la: Layer, data: Dataset, timeste
         bn.train()
     gen = torch.Generator().manual_seed(seed)
     for xb, _ in data.batches(batch_size):
-        run(graph, encode(xb, timesteps, encoding, sequence=data.sequence, generator=gen))
+        run(graph, encode(xb.to(_device(graph)), timesteps, encoding, sequence=data.sequence,
+                          generator=gen))
     for bn, mom in saved:
         bn.momentum = mom
         bn.eval()
+
+
+def _device(graph: SpikingGraph) -> torch.device:
+    """Where the model's parameters live (inputs go there)."""
+    return next(graph.model.parameters()).device
