@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--verify-samples", type=int, default=64,
                    help="evaluation samples the exported NIR/ONNX/Lava models are checked on "
                         "(default 64; Lava's CPU simulator is slow)")
+    g.add_argument("--no-lava", dest="lava", action="store_false",
+                   help="skip the Lava (Loihi 2 simulator) check for Loihi targets")
+    g.add_argument("--lava-timeout", type=float, default=300.0,
+                   help="seconds per Lava run before it is abandoned with a warning (default "
+                        "300; large networks are slow in Lava's CPU simulator)")
     p.add_argument("--out", default="slamp-out", help="output folder (default ./slamp-out)")
     return p
 
@@ -181,6 +186,7 @@ def _run(args: argparse.Namespace) -> int:
         current_matching=args.current_matching, lambda_variant=args.lambda_variant,
         timestep_weights=args.timestep_weights, eval_fraction=args.eval_fraction,
         calib_samples=args.calib_samples, verify_samples=args.verify_samples,
+        lava=args.lava, lava_timeout=args.lava_timeout,
         device=args.device, dist_timeout=args.dist_timeout, seed=args.seed, out=args.out)
     from .distributed import env_world
 

@@ -117,7 +117,7 @@ def export_all(ctx: PipelineContext) -> dict[str, Any]:
         summary.append(f"ONNX  model.onnx: {_same(check)}, states within "
                        f"{mem_err:.1e} (onnxruntime)")
 
-        if c.target in LAVA_TARGETS:
+        if c.target in LAVA_TARGETS and c.lava:
             section["lava"] = _lava(ctx, nir_path, back, x, labels, Path(d))
             summary.append(section["lava"]["summary"])
     section["summary"] = "\n".join(summary)
@@ -145,7 +145,8 @@ def _lava(ctx: PipelineContext, nir_path: Path, graph: Any, x: np.ndarray,
     torch_acc = _accuracy(torch_states(ctx, x)[ctx.graph.neuron_ops[-1].name], labels)
     for mode in ("floating_pt", "fixed_pt"):
         try:
-            res = lava_export.run_lava(nir_path, x, mode=mode, workdir=work / mode)
+            res = lava_export.run_lava(nir_path, x, mode=mode, workdir=work / mode,
+                                       timeout_s=ctx.cfg.lava_timeout)
         except ExportError as e:
             out[mode] = {"error": str(e)}
             warnings.warn(f"Lava {mode}: {e}", SlampWarning, stacklevel=2)

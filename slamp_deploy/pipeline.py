@@ -83,6 +83,8 @@ class PipelineConfig:
     eval_fraction: float = 0.2
     calib_samples: int = 256
     verify_samples: int = 64  # evaluation samples the exported models are checked on
+    lava: bool = True  # run the Lava check for Loihi targets
+    lava_timeout: float = 300.0  # seconds per Lava run before it is abandoned (with a warning)
     device: str = "cpu"
     dist_timeout: float = 300.0  # seconds a rank waits for the others (torchrun runs only)
     seed: int = 0
