@@ -296,8 +296,8 @@ def calib_export(width: float, samples: int, timesteps: int) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     ds = Dataset(x=torch.rand(samples, 3, 32, 32, generator=gen),
                  y=torch.zeros(samples, dtype=torch.long), source="random")
-    calibrate(g, ds.subset(np.arange(min(4, samples))), timesteps=1, encoding="direct",
-              readout="spikes")  # warm-up
+    # warm-up on the same shapes (oneDNN builds its conv kernels per input shape on first use)
+    calibrate(g, ds, timesteps=1, encoding="direct", readout="spikes", batch_size=samples)
     t0 = time.perf_counter()
     calibrate(g, ds, timesteps=timesteps, encoding="direct", readout="spikes", batch_size=samples)
     cal = time.perf_counter() - t0
@@ -344,7 +344,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--name", default="speed")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--render", type=Path, metavar="JSON",
+                    help="print the markdown tables of an existing results file and exit")
     args = ap.parse_args(argv)
+    if args.render:
+        md = render_markdown(json.loads(args.render.read_text()))
+        print(md)
+        return {"markdown": md}
     if args.worker:
         job = json.loads(args.worker)
         res = calib_export(job["width"], job["samples"], job["timesteps"]) \
@@ -499,6 +505,51 @@ def print_table(con: Any, rows: list[dict[str, Any]], growth: dict[str, float],
             t.add_row(p["function"], str(p["calls"]), f"{p['tottime']:.3f}",
                       f"{p['tottime'] / profile['total']:.0%}")
         con.print(t)
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """Markdown tables of a speed results JSON (what docs/benchmarks.md shows)."""
+    rows, growth, prof = result["rows"], result["loglog_slopes"], result["profile"]
+    g = result["meta"]["goals"]
+    out = [f"**Scoring + allocation at sparsity {result['meta']['sparsity']}** (seconds, "
+           f"{result['meta']['statistic']}; goals: slamp <= {g['slamp_vs_global_unstructured']}x "
+           f"global_unstructured and <= {g['slamp_vs_sort']}x the sort)", "",
+           "| model | weights | sort | global_unstructured | slamp | slamp + masks | proposed | "
+           "slamp / GU | slamp / sort | proposed / GU | proposed / sort | same counts |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(
+            f"| {r['model']} | {r['weights'] / 1e6:.1f}M | {r['t_sort']:.3f} | "
+            f"{r['t_global_unstructured']:.3f} | {r['t_slamp']:.3f} | {r['t_slamp+masks']:.3f} | "
+            f"{r['t_proposed']:.3f} | {r['ratio_slamp_vs_global_unstructured']:.2f} | "
+            f"{r['ratio_slamp_vs_sort']:.2f} | {r['ratio_proposed_vs_global_unstructured']:.2f} | "
+            f"{r['ratio_proposed_vs_sort']:.2f} | {r['proposed_counts_identical']} |")
+    out += ["", f"**Peak extra memory** (x the weights' bytes; goal <= "
+                f"{g['extra_memory_x_weight_bytes']}x; {rows[0]['mem_method']}), "
+                "**calibration throughput and NIR export**", "",
+            "| model | weight MB | sort | global_unstructured | slamp | slamp + masks | proposed | "
+            "calibration (samples x T / s) | NIR export s (to_nir + nir_bytes) | NIR file MB |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        wb = r["weight_bytes"]
+        out.append(f"| {r['model']} | {wb / 2**20:.1f} | " + " | ".join(
+            f"{r[f'mem_{k}'] / wb:.2f}" for k in ("sort", "global_unstructured", "slamp",
+                                                  "slamp+masks", "proposed"))
+            + f" | {r['calib_sample_steps_per_s']:.1f} | {r['nir_export_seconds']:.3f} | "
+              f"{r['nir_file_bytes'] / 2**20:.1f} |")
+    if growth:
+        out += ["", "**Growth** (least-squares slope of log time on log weights; N log N over "
+                    f"this range has slope {growth['n_log_n_reference']:.2f}): " + ", ".join(
+                        f"{k} {v:.2f}" for k, v in growth.items() if k != "n_log_n_reference")]
+    if prof:
+        out += ["", f"**Where `allocate('slamp')` spends its time** ({prof['model']}, cProfile "
+                    f"tottime, total {prof['total']:.2f} s; time inside a Python function is its "
+                    "tensor arithmetic and indexing)", "",
+                "| function | calls | tottime s | share |", "|---|---|---|---|"]
+        for p in prof["profile"][:10]:
+            out.append(f"| `{p['function']}` | {p['calls']} | {p['tottime']:.3f} | "
+                       f"{p['tottime'] / prof['total']:.0%} |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
