@@ -127,15 +127,57 @@ def global_keep(n_alive: int, sparsity: float) -> int:
     return round(n_alive * (1.0 - sparsity))
 
 
-def _topk_counts(scores: Mapping[str, torch.Tensor], k: int) -> dict[str, int]:
-    """How many of each layer's weights fall in the global top-k by score (stable ties)."""
-    names = list(scores)
-    flat = torch.cat([scores[n].flatten().double() for n in names])
-    owner = torch.cat([torch.full((scores[n].numel(),), i, dtype=torch.long)
-                       for i, n in enumerate(names)])
-    order = torch.sort(-flat, stable=True).indices[:k]
-    counts = torch.bincount(owner[order], minlength=len(names))
-    return {n: int(c) for n, c in zip(names, counts.tolist(), strict=True)}
+def _sorted_layer_scores(weight: torch.Tensor, lam: float, lamp: bool) -> torch.Tensor:
+    """One layer's scores in descending order, negated (so ascending), float64.
+
+    Equal bit for bit to ``lamp_scores(weight) * lam`` sorted (``|weight|`` when not LAMP):
+    within a layer LAMP scores rise with magnitude, so one sort of the magnitudes orders them.
+    """
+    s = torch.sort(weight.detach().flatten().abs().cpu(), descending=True).values.double()
+    if lamp:
+        s.square_()
+        denom = torch.cumsum(s, 0)
+        s.div_(torch.where(denom > 0, denom, 1.0))
+        del denom
+        if lam != 1.0:
+            s.mul_(lam)
+    return s.neg_()
+
+
+def _topk_counts(weights: Mapping[str, torch.Tensor], lam: Mapping[str, float], lamp: bool,
+                 k: int) -> dict[str, int]:
+    """How many of each layer's weights fall in the global top-k by score (stable ties).
+
+    One sort per layer and a bisection on the threshold's float64 bit pattern (no global sort,
+    no concatenation: about one sort of all weights in time, see docs/benchmarks.md). Ties at
+    the threshold go to layers in order, as a stable global sort would give them.
+    """
+    names = list(weights)
+    neg = [_sorted_layer_scores(weights[n], lam[n], lamp) for n in names]
+    if k <= 0:
+        return dict.fromkeys(names, 0)
+
+    def count_ge(x: float) -> int:
+        t = torch.tensor([-x], dtype=torch.float64)
+        return sum(int(torch.searchsorted(s, t, right=True)) for s in neg)
+
+    lo = 0
+    hi = int(np.float64(max(float(-s[0]) for s in neg if s.numel())).view(np.int64))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count_ge(float(np.int64(mid).view(np.float64))) >= k:
+            lo = mid
+        else:
+            hi = mid - 1
+    t = torch.tensor([-float(np.int64(lo).view(np.float64))], dtype=torch.float64)
+    counts, rest = {}, k
+    above = [int(torch.searchsorted(s, t, right=False)) for s in neg]
+    rest -= sum(above)
+    for n, s, a in zip(names, neg, above, strict=True):
+        take = min(rest, int(torch.searchsorted(s, t, right=True)) - a)
+        rest -= take
+        counts[n] = a + take
+    return counts
 
 
 def allocate(method: str, weights: Mapping[str, torch.Tensor], alive: Mapping[str, torch.Tensor],
@@ -164,16 +206,10 @@ def allocate(method: str, weights: Mapping[str, torch.Tensor], alive: Mapping[st
     n_alive = {n: int(alive[n].sum()) for n in names}
     k = min(global_keep(n_total, sparsity), sum(n_alive.values()))
     if method in ("slamp", "lamp", "global"):
-        scores: dict[str, torch.Tensor] = {}
-        factor: dict[str, float] = {}
-        for n in names:
-            w = weights[n].detach() * alive[n]
-            if method == "global":
-                scores[n], factor[n] = w.abs().double(), 1.0
-            else:
-                lam = 1.0 if method == "lamp" else float((lambdas or {}).get(n, 1.0))
-                scores[n], factor[n] = lamp_scores(w) * lam, lam
-        counts = _topk_counts(scores, k)
+        factor = {n: 1.0 if method != "slamp" else float((lambdas or {}).get(n, 1.0))
+                  for n in names}
+        counts = _topk_counts({n: weights[n].detach() * alive[n] for n in names}, factor,
+                              method != "global", k)
         binding = {n: f"{method}.threshold" for n in names}
         # No layer is ever emptied. Under LAMP every layer's largest weight scores 1 and all
         # others score <= 1/2, so this only bites when k < number of layers; under SLAMP a
