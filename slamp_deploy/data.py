@@ -139,10 +139,12 @@ class Split:
     calib: Dataset
     eval: Dataset
     seed: int
+    split_seed: int = 0
 
     def describe(self) -> dict[str, object]:
         return {
             "seed": self.seed,
+            "split_seed": self.split_seed,
             "retrain": {"count": len(self.train), "source": self.train.source},
             "calibration": {"count": len(self.calib), "source": self.calib.source,
                             "indices": self.calib.indices.tolist()},
@@ -152,16 +154,19 @@ class Split:
 
 
 def split(ds: Dataset, *, eval_fraction: float = 0.2, calib_samples: int = 256, seed: int = 0,
-          eval_ds: Dataset | None = None) -> Split:
+          eval_ds: Dataset | None = None, split_seed: int = 0) -> Split:
     """Seeded split: evaluation part (unless ``eval_ds``), retraining part, calibration subset.
 
-    The calibration set is a seeded subset of the retraining part, never of the evaluation part.
+    The evaluation part depends on ``split_seed`` only, so runs with different ``seed`` are
+    scored on the same held-out samples (and a model trained on one split is never evaluated on
+    its own training data). The calibration set is a ``seed``-dependent subset of the retraining
+    part, never of the evaluation part.
     """
     if not 0.0 < eval_fraction < 1.0 and eval_ds is None:
         raise UsageError(f"--eval-fraction {eval_fraction}: must be in (0, 1)")
     if calib_samples < 1:
         raise UsageError(f"--calib-samples {calib_samples}: must be at least 1")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(split_seed)
     perm = rng.permutation(len(ds))
     if eval_ds is None:
         n_eval = max(1, round(len(ds) * eval_fraction))
@@ -173,7 +178,7 @@ def split(ds: Dataset, *, eval_fraction: float = 0.2, calib_samples: int = 256, 
         ev, tr = eval_ds, ds.subset(np.sort(perm))
     cperm = np.random.default_rng(seed + 1).permutation(len(tr))
     calib = tr.subset(np.sort(cperm[:min(calib_samples, len(tr))]))
-    return Split(train=tr, calib=calib, eval=ev, seed=seed)
+    return Split(train=tr, calib=calib, eval=ev, seed=seed, split_seed=split_seed)
 
 
 def encode(x: torch.Tensor, timesteps: int, encoding: str, *, sequence: bool = False,
