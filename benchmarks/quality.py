@@ -47,16 +47,14 @@ import torch
 
 from slamp_deploy.calibrate import TemporalStats
 from slamp_deploy.data import Dataset, encode
-from slamp_deploy.graph import SpikingGraph, trace
-from slamp_deploy.loader import load_model
+from slamp_deploy.graph import SpikingGraph
 from slamp_deploy.pipeline import (
     PipelineConfig,
     PipelineContext,
     _no_progress,
     _Timer,
-    load_data,
-    resolve_timesteps,
 )
+from slamp_deploy.pipeline import prepare as prepare_run
 from slamp_deploy.prune import synaptic_current
 from slamp_deploy.runner import run as run_graph
 
@@ -148,15 +146,7 @@ def _context(task: Task, spec: RunSpec) -> _BenchContext:
     cfg = _config(task, spec, out=os.devnull)
     cfg.validate()
     torch.manual_seed(cfg.seed)
-    from slamp_deploy.data import check_labels, split
-
-    loaded = load_model(cfg.model, cfg.weights, device=cfg.device)
-    ds, ev = load_data(cfg)
-    T = resolve_timesteps(cfg, ds)
-    graph = trace(loaded.model, ds.sample_shape)
-    check_labels(ds, graph.n_outputs)
-    parts = split(ds, eval_fraction=cfg.eval_fraction, calib_samples=cfg.calib_samples,
-                  seed=cfg.seed, eval_ds=ev)
+    loaded, graph, parts, T = prepare_run(cfg)
     return _BenchContext(cfg=cfg, loaded=loaded, graph=graph, parts=parts, timesteps=T,
                          timer=_Timer(), progress=_no_progress, profile=None,
                          lambda_override=spec.lambdas)

@@ -53,10 +53,7 @@ def parse_targets(spec: str) -> list[str]:
 def measure_model(args: argparse.Namespace) -> Any:
     """Load the model and data named by ``args`` and measure the evaluation part."""
     from .activity import measure
-    from .data import check_labels, split
-    from .graph import trace
-    from .loader import load_model
-    from .pipeline import PipelineConfig, load_data, resolve_timesteps
+    from .pipeline import PipelineConfig, prepare
 
     cfg = PipelineConfig(model=args.model, weights=args.weights, data=args.data,
                          eval_data=args.eval_data, timesteps=args.timesteps,
@@ -64,13 +61,7 @@ def measure_model(args: argparse.Namespace) -> Any:
                          eval_fraction=args.eval_fraction, calib_samples=args.calib_samples,
                          device=args.device, seed=args.seed)
     cfg.validate()
-    loaded = load_model(cfg.model, cfg.weights, device=cfg.device)
-    ds, ev = load_data(cfg)
-    T = resolve_timesteps(cfg, ds)
-    graph = trace(loaded.model, ds.sample_shape)
-    check_labels(ds, graph.n_outputs)
-    parts = split(ds, eval_fraction=cfg.eval_fraction, calib_samples=cfg.calib_samples,
-                  seed=cfg.seed, eval_ds=ev)
+    _loaded, graph, parts, T = prepare(cfg)
     return measure(graph, parts.eval, timesteps=T, encoding=cfg.encoding, seed=cfg.seed,
                    label="model")
 

@@ -27,7 +27,7 @@ from . import __version__, distributed
 from .calibrate import TIMESTEP_WEIGHTS, TemporalStats, calibrate
 from .data import ENCODINGS, Dataset, Split, check_labels, load_digits, load_npz, split
 from .deploy import capped_masks, fit_keep, fit_section, has_caps
-from .errors import SlampError, SlampWarning, UsageError
+from .errors import DataError, SlampError, SlampWarning, UsageError
 from .graph import SpikingGraph, trace
 from .hardware import HardwareProfile, load_profile
 from .loader import BUILTIN, LoadedModel, load_model
@@ -200,6 +200,28 @@ def run(cfg: PipelineConfig, *, progress: ProgressFactory | None = None,
         distributed.shutdown(world)
 
 
+def prepare(cfg: PipelineConfig) -> tuple[LoadedModel, SpikingGraph, Split, int]:
+    """Load the model and the data, trace, check labels and readout, and split the data.
+
+    Shared by the pipeline, ``check``, ``energy`` and the benchmarks, so every command sees the
+    same model, the same graph and the same samples for the same options.
+    """
+    loaded = load_model(cfg.model, cfg.weights, device=cfg.device)
+    ds, ev = load_data(cfg)
+    T = resolve_timesteps(cfg, ds)
+    graph = trace(loaded.model, ds.sample_shape)
+    check_readout(graph, cfg.readout)
+    check_labels(ds, graph.n_outputs)
+    if ev is not None:
+        if ev.sample_shape != ds.sample_shape:
+            raise DataError(f"--eval-data {cfg.eval_data}: per-sample shape {ev.sample_shape} "
+                            f"differs from --data's {ds.sample_shape}")
+        check_labels(ev, graph.n_outputs)
+    parts = split(ds, eval_fraction=cfg.eval_fraction, calib_samples=cfg.calib_samples,
+                  seed=cfg.seed, eval_ds=ev, split_seed=cfg.split_seed)
+    return loaded, graph, parts, T
+
+
 def _run(cfg: PipelineConfig, world: distributed.World, progress: ProgressFactory | None,
          after_retrain: Callable[[PipelineContext], None] | None) -> PipelineResult:
     if cfg.epochs > 0:
@@ -211,21 +233,7 @@ def _run(cfg: PipelineConfig, world: distributed.World, progress: ProgressFactor
 
     with timer.stage("load"):
         profile = load_profile(cfg.target)
-        loaded = load_model(cfg.model, cfg.weights, device=cfg.device)
-        ds, ev = load_data(cfg)
-        T = resolve_timesteps(cfg, ds)
-        graph = trace(loaded.model, ds.sample_shape)
-        check_readout(graph, cfg.readout)
-        check_labels(ds, graph.n_outputs)
-        if ev is not None:
-            if ev.sample_shape != ds.sample_shape:
-                from .errors import DataError
-
-                raise DataError(f"--eval-data {cfg.eval_data}: per-sample shape "
-                                f"{ev.sample_shape} differs from --data's {ds.sample_shape}")
-            check_labels(ev, graph.n_outputs)
-        parts = split(ds, eval_fraction=cfg.eval_fraction, calib_samples=cfg.calib_samples,
-                      seed=cfg.seed, eval_ds=ev, split_seed=cfg.split_seed)
+        loaded, graph, parts, T = prepare(cfg)
     ctx = PipelineContext(cfg=cfg, loaded=loaded, graph=graph, parts=parts, timesteps=T,
                           timer=timer, progress=prog, profile=profile, world=world)
     with warnings.catch_warnings(record=True) as caught:
