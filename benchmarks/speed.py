@@ -14,8 +14,9 @@ repetitions):
 * ``global_unstructured``: ``torch.nn.utils.prune.global_unstructured`` with L1 at sparsity 0.9;
 * ``slamp``: :func:`slamp_deploy.scores.allocate` (LAMP scores of every layer times lambda, and the
   global top-k), i.e. scoring + allocation; ``slamp+masks`` adds the per-layer magnitude masks;
-* ``proposed``: the sort-once allocation proposed for ``scores.py`` (:func:`proposed_allocate`),
-  checked to give exactly the same keep counts.
+* ``proposed``: the sort-once allocation proposed for ``scores.py`` (:func:`proposed_allocate`).
+  It has since replaced the global sort in ``scores.allocate``, so on new runs it equals
+  ``slamp``; the committed results were measured before that change.
 
 Peak extra memory: a fresh subprocess per (model, operation) builds the model, resets the
 kernel's peak-RSS counter (``/proc/self/clear_refs``), runs the operation once and reports peak RSS
@@ -88,79 +89,19 @@ def n_weights(model: nn.Module) -> int:
 # ----------------------------------------------------------------------------- the proposal
 
 
-def _sorted_scores(w: torch.Tensor, lam: float, lamp: bool) -> torch.Tensor:
-    """One layer's scores, sorted ascending, as the negated descending sequence (float64).
-
-    Bit-identical to the values of ``lamp_scores(w) * lam`` (or ``|w|`` for global magnitude):
-    sorting |w| in float32 orders exactly as sorting w*w in float64 (squaring a float32 in float64
-    is exact), and the descending cumulative sum adds in the same order as the flipped suffix sum.
-    """
-    a = torch.sort(w.detach().flatten().abs(), descending=True).values
-    s = a.double()
-    del a
-    if lamp:
-        s.square_()
-        denom = torch.cumsum(s, 0)
-        s.div_(torch.where(denom > 0, denom, 1.0))
-        del denom
-        if lam != 1.0:
-            s.mul_(lam)
-    return s.neg_()  # ascending
-
-
-def _kth_largest(neg: Sequence[torch.Tensor], k: int) -> float:
-    """The k-th largest score over all layers (k >= 1), by bisection on the float64 bit pattern."""
-
-    def count_ge(x: float) -> int:
-        t = torch.tensor([-x], dtype=torch.float64)
-        return sum(int(torch.searchsorted(s, t, right=True)) for s in neg)
-
-    lo_bits = 0  # score 0.0 (every score is >= 0, so count_ge(0) = N >= k)
-    hi = max(float(-s[0]) for s in neg if s.numel())
-    hi_bits = int(np.float64(hi).view(np.int64))
-    while lo_bits < hi_bits:  # largest x with count_ge(x) >= k
-        mid = (lo_bits + hi_bits + 1) // 2
-        if count_ge(float(np.int64(mid).view(np.float64))) >= k:
-            lo_bits = mid
-        else:
-            hi_bits = mid - 1
-    return float(np.int64(lo_bits).view(np.float64))
-
-
 def proposed_allocate(method: str, weights: Mapping[str, torch.Tensor],
                       alive: Mapping[str, torch.Tensor], sparsity: float, *,
                       lambdas: Mapping[str, float] | None = None) -> dict[str, int]:
-    """Keep counts of slamp / lamp / global without concatenating or sorting all scores.
+    """Keep counts of the sort-once allocation.
 
-    LAMP scores are monotone in magnitude within a layer, so each layer's sorted scores come from
-    one sort of that layer; the global threshold is found by bisection with ``searchsorted`` and
-    ties at the threshold go to layers in order (what the stable global sort does).
+    The proposal (one sort per layer, bisection on the global threshold) now ships as
+    :func:`slamp_deploy.scores.allocate`, so this calls it: on new runs the ``slamp`` and
+    ``proposed`` columns time the same code. The committed ``results/speed.json`` was measured
+    before the change, when ``slamp`` was the global-sort implementation.
     """
-    from slamp_deploy.scores import global_keep
+    from slamp_deploy.scores import allocate
 
-    names = list(weights)
-    n_total = sum(weights[n].numel() for n in names)
-    k = min(global_keep(n_total, sparsity), sum(int(alive[n].sum()) for n in names))
-    neg = []
-    for n in names:
-        lam = 1.0 if method != "slamp" else float((lambdas or {}).get(n, 1.0))
-        neg.append(_sorted_scores(weights[n].detach() * alive[n], lam, method != "global"))
-    if k <= 0:
-        return dict.fromkeys(names, 0)
-    theta = _kth_largest(neg, k)
-    t = torch.tensor([-theta], dtype=torch.float64)
-    gt = [int(torch.searchsorted(s, t, right=False)) for s in neg]  # scores > theta
-    eq = [int(torch.searchsorted(s, t, right=True)) - g for s, g in zip(neg, gt, strict=True)]
-    rest = k - sum(gt)
-    counts = {}
-    for n, g, e in zip(names, gt, eq, strict=True):
-        take = min(rest, e)
-        rest -= take
-        counts[n] = g + take
-    for n in names:  # allocate()'s rule: no layer emptied
-        if counts[n] == 0 and int(alive[n].sum()) > 0:
-            counts[n] = 1
-    return counts
+    return allocate(method, weights, alive, sparsity, lambdas=lambdas).keep
 
 
 # ----------------------------------------------------------------------------- operations

@@ -14,7 +14,6 @@ from slamp_deploy.examples.temporal_task import CLASSES, PIXELS, TIMESTEPS, make
 from slamp_deploy.data import Dataset
 from slamp_deploy.graph import trace
 from slamp_deploy.measured_lambda import measured_lambdas
-from slamp_deploy.scores import allocate
 
 from .conftest import tiny_mlp
 
@@ -105,24 +104,6 @@ def test_benchmark_synops_matches_activity_measure() -> None:
     ours = synops(g, data, timesteps=5, encoding="rate", seed=2)
     theirs = measure(g, data, timesteps=5, encoding="rate", seed=2)
     assert sum(ours.values()) == pytest.approx(theirs.synops, rel=1e-12)
-
-
-def test_proposed_allocation_gives_identical_counts() -> None:
-    from benchmarks.speed import proposed_allocate
-
-    gen = torch.Generator().manual_seed(0)
-    for trial in range(12):
-        ws = {f"l{i}": torch.randn(int(torch.randint(1, 300, (1,), generator=gen)),
-                                   generator=gen) * float(10 ** torch.randn(1, generator=gen))
-              for i in range(4)}
-        if trial % 2:
-            ws = {k: torch.round(v * 2) / 2 for k, v in ws.items()}  # ties and zeros
-        alive = {k: v != 0 for k, v in ws.items()}
-        lam = {k: 1.0 + 4 * float(torch.rand(1, generator=gen)) for k in ws}
-        for method in ("slamp", "lamp", "global"):
-            for s in (0.0, 0.6, 0.95):
-                assert proposed_allocate(method, ws, alive, s, lambdas=lam) == allocate(
-                    method, ws, alive, s, lambdas=lam).keep
 
 
 # ----------------------------------------------------------------------------- end to end

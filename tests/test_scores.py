@@ -186,3 +186,39 @@ def test_allocate_rejects_bad_input(method, sparsity, error):
     w = {"a": torch.randn(3, 3)}
     with pytest.raises(error):
         allocate(method, w, {"a": torch.ones(3, 3, dtype=torch.bool)}, sparsity)
+
+
+def reference_counts(method, weights, alive, sparsity, lambdas):
+    """The straightforward allocation: one stable global sort of all scores (what allocate()
+    did before it learnt to sort each layer once and bisect for the threshold)."""
+    names = list(weights)
+    total = sum(w.numel() for w in weights.values())
+    k = min(global_keep(total, sparsity), sum(int(a.sum()) for a in alive.values()))
+    scores = []
+    for n in names:
+        w = weights[n] * alive[n]
+        if method == "global":
+            scores.append(w.abs().double().flatten())
+        else:
+            lam = lambdas[n] if method == "slamp" else 1.0
+            scores.append((lamp_scores(w) * lam).flatten())
+    owner = torch.cat([torch.full((s.numel(),), i) for i, s in enumerate(scores)])
+    top = torch.sort(-torch.cat(scores), stable=True).indices[:k]
+    counts = torch.bincount(owner[top], minlength=len(names)).tolist()
+    return {n: (1 if c == 0 and int(alive[n].sum()) > 0 else c)
+            for n, c in zip(names, counts, strict=True)}
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 10_000), ties=st.booleans(), sparsity=st.floats(0.0, 0.999),
+       method=st.sampled_from(["slamp", "lamp", "global"]))
+def test_allocation_equals_the_global_sort_reference(seed, ties, sparsity, method):
+    g = torch.Generator().manual_seed(seed)
+    weights = {f"l{i}": torch.randn(int(torch.randint(1, 200, (1,), generator=g)), generator=g)
+               * float(10 ** torch.randn(1, generator=g)) for i in range(4)}
+    if ties:
+        weights = {k: torch.round(v * 2) / 2 for k, v in weights.items()}  # ties and zeros
+    alive = {k: (v != 0) & (torch.rand(v.shape, generator=g) > 0.2) for k, v in weights.items()}
+    lambdas = {k: 1.0 + 4 * float(torch.rand(1, generator=g)) for k in weights}
+    got = allocate(method, weights, alive, sparsity, lambdas=lambdas).keep
+    assert got == reference_counts(method, weights, alive, sparsity, lambdas)
