@@ -30,6 +30,7 @@ import torch
 
 from .data import Dataset, encode
 from .graph import NEURON_KINDS, SpikingGraph, reset_state
+from .runner import step
 from .scores import magnitude_mask
 
 _STATE = ("mem", "syn")
@@ -38,14 +39,7 @@ _STATE = ("mem", "syn")
 def _step(graph: SpikingGraph, h: torch.Tensor) -> torch.Tensor:
     """One step through the chain (as :func:`slamp_deploy.runner.run` does); output membrane."""
     last = graph.output_op
-    for op in graph.ops:
-        if op.kind == "reshape":
-            h = h.reshape(h.shape[0], *op.out_shape)
-        elif op.kind in NEURON_KINDS:
-            out = op.module(h)  # type: ignore[misc]
-            h = out[0] if isinstance(out, tuple) else out
-        else:
-            h = op.module(h)  # type: ignore[misc]
+    h = step(graph, h)
     if last.kind in NEURON_KINDS:
         return last.module.mem.flatten(1).clone()  # type: ignore[union-attr]
     return h.flatten(1).clone()

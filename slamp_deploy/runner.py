@@ -37,24 +37,30 @@ def run(graph: SpikingGraph, x_seq: torch.Tensor, *,
     spikes: list[torch.Tensor] = []
     mems: list[torch.Tensor] = []
     for t in range(x_seq.shape[0]):
-        h = x_seq[t]
-        for i, op in enumerate(graph.ops):
-            inp = h
-            if op.kind == "reshape":
-                h = h.reshape(h.shape[0], *op.out_shape)
-            elif op.kind in NEURON_KINDS:
-                out = op.module(h)  # type: ignore[misc]
-                h = out[0] if isinstance(out, tuple) else out
-            else:
-                h = op.module(h)  # type: ignore[misc]
-            for obs in observers:
-                obs(i, op, t, inp, h)
+        h = step(graph, x_seq[t], t, observers)
         if last.kind in NEURON_KINDS:
             spikes.append(h.flatten(1))
             mems.append(last.module.mem.flatten(1))  # type: ignore[union-attr]
         else:
             mems.append(h.flatten(1))
     return RunOutput(spikes=torch.stack(spikes) if spikes else None, mem=torch.stack(mems))
+
+
+def step(graph: SpikingGraph, h: torch.Tensor, t: int = 0,
+         observers: tuple[Observer, ...] = ()) -> torch.Tensor:
+    """One time step through every op (neuron state carries over in the modules)."""
+    for i, op in enumerate(graph.ops):
+        inp = h
+        if op.kind == "reshape":
+            h = h.reshape(h.shape[0], *op.out_shape)
+        elif op.kind in NEURON_KINDS:
+            out = op.module(h)  # type: ignore[misc]
+            h = out[0] if isinstance(out, tuple) else out
+        else:
+            h = op.module(h)  # type: ignore[misc]
+        for obs in observers:
+            obs(i, op, t, inp, h)
+    return h
 
 
 def check_readout(graph: SpikingGraph, readout: str) -> None:
