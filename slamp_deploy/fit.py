@@ -1076,26 +1076,11 @@ def _rules_speck(ctx: _Ctx) -> None:
                     reason="" if ks[0] == ks[1] else "use a square kernel",
                 )
             )
-            ctx.add(
-                _limit_result(
-                    sp.kernel_size_max,
-                    "speck.kernel_size_max",
-                    name,
-                    max(ks),
-                    relievable=False,
-                    remedy="use a smaller kernel",
-                )
-            )
-            ctx.add(
-                _limit_result(
-                    sp.padding_max,
-                    "speck.padding_max",
-                    name,
-                    max(p),
-                    relievable=False,
-                    remedy="reduce the padding",
-                )
-            )
+            for fig, rule, value, remedy in (
+                (sp.kernel_size_max, "speck.kernel_size_max", max(ks), "use a smaller kernel"),
+                (sp.padding_max, "speck.padding_max", max(p), "reduce the padding"),
+            ):
+                ctx.add(_limit_result(fig, rule, name, value, relievable=False, remedy=remedy))
             strides = sp.strides.value
             ok = isinstance(strides, tuple) and all(x in strides for x in s)
             ctx.add(
@@ -1119,56 +1104,32 @@ def _rules_speck(ctx: _Ctx) -> None:
                         "dilated or grouped convolution support unknown",
                     )
                 )
+            for fig, rule, value, remedy in (
+                (sp.input_size_max, "speck.input_size_max", max(lay.in_shape[1:]),
+                 "downsample the input"),
+                (sp.output_size_max, "speck.output_size_max", max(lay.out_shape[1:]),
+                 "use a larger stride or downsample before this layer"),
+            ):
+                ctx.add(_limit_result(fig, rule, name, value, relievable=False, remedy=remedy))
+        for what, used, words, fig, hint in (
+            ("kernel", kernel, km, sp.kernel_memory_words, "fewer channels or a smaller kernel"),
+            ("neuron", neuron, nm, sp.neuron_memory_words,
+             "fewer channels or a smaller output map"),
+        ):
+            ok = used <= max(words)
             ctx.add(
-                _limit_result(
-                    sp.input_size_max,
-                    "speck.input_size_max",
-                    name,
-                    max(lay.in_shape[1:]),
+                RuleResult(
+                    rule=f"speck.{what}_memory",
+                    layer=name,
+                    status="ok" if ok else "violated",
+                    value=used,
+                    limit=max(words),
                     relievable=False,
-                    remedy="downsample the input",
+                    confidence=fig.confidence,
+                    reason="" if ok else f"{what} memory depends only on shapes; "
+                    f"{shape_remedy} ({hint})",
                 )
             )
-            ctx.add(
-                _limit_result(
-                    sp.output_size_max,
-                    "speck.output_size_max",
-                    name,
-                    max(lay.out_shape[1:]),
-                    relievable=False,
-                    remedy="use a larger stride or downsample before this layer",
-                )
-            )
-        ctx.add(
-            RuleResult(
-                rule="speck.kernel_memory",
-                layer=name,
-                status="ok" if kernel <= max(km) else "violated",
-                value=kernel,
-                limit=max(km),
-                relievable=False,
-                confidence=sp.kernel_memory_words.confidence,
-                reason=""
-                if kernel <= max(km)
-                else "kernel memory depends only on "
-                "shapes; " + shape_remedy + " (fewer channels or a smaller kernel)",
-            )
-        )
-        ctx.add(
-            RuleResult(
-                rule="speck.neuron_memory",
-                layer=name,
-                status="ok" if neuron <= max(nm) else "violated",
-                value=neuron,
-                limit=max(nm),
-                relievable=False,
-                confidence=sp.neuron_memory_words.confidence,
-                reason=""
-                if neuron <= max(nm)
-                else "neuron memory depends only on "
-                "shapes; " + shape_remedy + " (fewer channels or a smaller output map)",
-            )
-        )
         n_dest = sum(1 for s_ in ctx.sources if s_ == name)
         ctx.add(
             _limit_result(
