@@ -21,7 +21,6 @@ batch dimensions, scalar beta and conv nets, and drops what NIR cannot say. Conv
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import nir
 import numpy as np
 import snntorch as snn
 import torch
+from slamp_deploy.exporters._atomic import write_atomically
 from torch import nn
 
 from slamp_deploy import __version__
@@ -175,17 +175,7 @@ def to_nir(graph: SpikingGraph, *, timesteps: int, encoding: str, readout: str) 
 
 def write_nir(graph: nir.NIRGraph, path: str | Path) -> Path:
     """``nir.write`` to a temporary file beside ``path``, then an atomic rename."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_atomically(path, lambda tmp: nir.write(tmp, graph))
 
 
 def nir_bytes(graph: nir.NIRGraph) -> bytes:

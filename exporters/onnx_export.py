@@ -22,8 +22,6 @@ raises ExportError naming the node. Opset 17, IR version 8.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from slamp_deploy.exporters._atomic import write_atomically
 
 from slamp_deploy.errors import ExportError
 
@@ -272,16 +271,7 @@ def export_onnx(graph: Any, path: str | Path, timesteps: int | None = None) -> O
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"generated ONNX model fails onnx.checker: {exc}") from exc
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save_model(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = write_atomically(path, lambda tmp: onnx.save_model(model, tmp))
     return OnnxExport(
         path=path, input_name=INPUT_NAME, input_shape=in_shape,
         spike_outputs=tuple(spike_outputs), state_pairs=pairs, state_shapes=shapes,
