@@ -443,15 +443,8 @@ def print_tables(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> 
         bases = [m for m in METHODS if m != "slamp"]
         for b in bases:
             t.add_column(b, justify="center")
-        for task in sorted({v["task"] for v in verdicts}):
-            for stage in STAGES:
-                cells = []
-                for b in bases:
-                    vs = [v for v in verdicts if v["task"] == task and v["stage"] == stage
-                          and v["baseline"] == b]
-                    n = {k: sum(v["verdict"] == k for v in vs) for k in ("win", "tie", "loss")}
-                    cells.append(f"{n['win']}/{n['tie']}/{n['loss']}")
-                t.add_row(task, stage.removeprefix("acc_"), *cells)
+        for task, stage, counts in verdict_counts(verdicts, bases):
+            t.add_row(task, stage.removeprefix("acc_"), *("/".join(map(str, c)) for c in counts))
         con.print(t)
 
 
@@ -462,6 +455,21 @@ def _pm(m: float | None, sd: float | None) -> str:
     if m is None or (isinstance(m, float) and math.isnan(m)):
         return "-"
     return f"{m:.3f}" if not sd else f"{m:.3f} ± {sd:.3f}"
+
+
+def verdict_counts(verdicts: list[dict[str, Any]], bases: list[str]
+                   ) -> list[tuple[str, str, list[tuple[int, int, int]]]]:
+    """(task, stage, [(wins, ties, losses) per baseline]) for every task and stage."""
+    rows = []
+    for task in sorted({v["task"] for v in verdicts}):
+        for stage in STAGES:
+            counts = []
+            for b in bases:
+                vs = [v["verdict"] for v in verdicts
+                      if v["task"] == task and v["stage"] == stage and v["baseline"] == b]
+                counts.append((vs.count("win"), vs.count("tie"), vs.count("loss")))
+            rows.append((task, stage, counts))
+    return rows
 
 
 def render_markdown(data: dict[str, Any]) -> str:
@@ -522,16 +530,9 @@ def render_markdown(data: dict[str, Any]) -> str:
         bases = [m for m in METHODS if m != "slamp"]
         out += ["### SLAMP against each baseline (win / tie / loss over the sparsities)", "",
                 "| task | stage | " + " | ".join(bases) + " |", "|---|---|" + "---|" * len(bases)]
-        for task in sorted({v["task"] for v in verdicts}):
-            for stage in STAGES:
-                cells = []
-                for b in bases:
-                    vs = [v for v in verdicts if v["task"] == task and v["stage"] == stage
-                          and v["baseline"] == b]
-                    n = {k: sum(v["verdict"] == k for v in vs) for k in ("win", "tie", "loss")}
-                    cells.append(f"{n['win']} / {n['tie']} / {n['loss']}")
-                out.append(f"| {task} | {stage.removeprefix('acc_')} | " + " | ".join(cells)
-                           + " |")
+        for task, stage, counts in verdict_counts(verdicts, bases):
+            cells = [" / ".join(map(str, c)) for c in counts]
+            out.append(f"| {task} | {stage.removeprefix('acc_')} | " + " | ".join(cells) + " |")
         out.append("")
         losses = [v for v in verdicts if v["verdict"] == "loss"]
         if losses:
