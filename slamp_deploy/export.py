@@ -118,7 +118,7 @@ def export_all(ctx: PipelineContext) -> dict[str, Any]:
                        f"{mem_err:.1e} (onnxruntime)")
 
         if c.target in LAVA_TARGETS and c.lava:
-            section["lava"] = _lava(ctx, nir_path, back, x, labels, Path(d))
+            section["lava"] = _lava(ctx, nir_path, back, x, labels, Path(d), ours)
             summary.append(section["lava"]["summary"])
     section["summary"] = "\n".join(summary)
     section["markdown"] = export_markdown(section)
@@ -133,7 +133,7 @@ def _same(check: dict[str, Any]) -> str:
 
 
 def _lava(ctx: PipelineContext, nir_path: Path, graph: Any, x: np.ndarray,
-          labels: np.ndarray, work: Path) -> dict[str, Any]:
+          labels: np.ndarray, work: Path, ours: dict[str, np.ndarray]) -> dict[str, Any]:
     """Lava floating_pt and fixed_pt on the verification samples, or how to enable it."""
     if lava_export.find_lava_python() is None:
         msg = ("Lava check skipped: the Lava interpreter was not found; run `make lava-env` "
@@ -142,7 +142,7 @@ def _lava(ctx: PipelineContext, nir_path: Path, graph: Any, x: np.ndarray,
         return {"available": False, "how_to_enable": msg, "summary": f"Lava  {msg}"}
     ref = lava_export.reference_spikes(graph, x)
     out: dict[str, Any] = {"available": True, "samples": int(x.shape[1])}
-    torch_acc = _accuracy(torch_states(ctx, x)[ctx.graph.neuron_ops[-1].name], labels)
+    torch_acc = _accuracy(ours[ctx.graph.neuron_ops[-1].name], labels)
     for mode in ("floating_pt", "fixed_pt"):
         try:
             res = lava_export.run_lava(nir_path, x, mode=mode, workdir=work / mode,
