@@ -8,6 +8,7 @@ The only module that prints. It parses arguments, calls the library, turns
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -263,7 +264,18 @@ def _check(args: argparse.Namespace) -> int:
 
 def entrypoint() -> NoReturn:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    from .distributed import env_world
+
+    if env_world()[1] > 1:
+        # Under torchrun, skip interpreter finalization: torch.distributed's gloo threads (and the
+        # Python objects inside collectives they still hold, e.g. all_gather_object's buffers)
+        # outlive destroy_process_group() once DDP has run, and a thread that frees a Python
+        # object during finalization aborts the process. Outputs are already written atomically.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,21 @@ def shutdown(world: World) -> None:
         dist.destroy_process_group()
 
 
+# Tensors handed to a collective stay referenced from Python until the process ends. A gloo
+# worker thread drops its own reference to a finished collective's tensors only after the caller
+# has moved on; if that is the last reference, the thread must take the GIL to free the tensor,
+# and if Python is finalizing by then the thread cannot, and the process aborts ("terminate
+# called without an active exception", seen under load on 2 cores). destroy_process_group() does
+# not prevent it: after DistributedDataParallel the group, with its threads, outlives it. The
+# tensors kept here are small (sums per layer, loss totals, counts).
+_KEEP: list[torch.Tensor] = []
+
+
+def _keep(t: torch.Tensor) -> torch.Tensor:
+    _KEEP.append(t)
+    return t
+
+
 def current() -> World:
     """The world this process belongs to (after :func:`init`)."""
     if dist.is_available() and dist.is_initialized():
@@ -107,7 +122,7 @@ def all_reduce_sum(arr: np.ndarray) -> np.ndarray:
     w = current()
     if not w.active:
         return arr
-    t = torch.as_tensor(np.ascontiguousarray(arr, dtype=np.float64)).to(_device())
+    t = _keep(torch.as_tensor(np.ascontiguousarray(arr, dtype=np.float64)).to(_device()))
     _collective("all_reduce", lambda: dist.all_reduce(t, op=dist.ReduceOp.SUM))
     return t.cpu().numpy()
 
@@ -117,7 +132,7 @@ def all_reduce_tensor(t: torch.Tensor) -> torch.Tensor:
     w = current()
     if not w.active:
         return t
-    out = t.detach().double().to(_device()).clone()
+    out = _keep(t.detach().double().to(_device()).clone())
     _collective("all_reduce", lambda: dist.all_reduce(out, op=dist.ReduceOp.SUM))
     return out.to(t.device)
 
@@ -166,7 +181,7 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     for name, buf in module.named_buffers():
         if name.rsplit(".", 1)[-1] in ("mem", "syn") or buf.numel() == 0:
             continue
-        t = buf.detach().to(_device()).clone()
+        t = _keep(buf.detach().to(_device()).clone())
         _collective(f"broadcast of {name}", lambda t=t: dist.broadcast(t, src=0))
         with torch.no_grad():
             buf.copy_(t.to(buf.device))
