@@ -1,7 +1,10 @@
 """SpikingGraph: the neutral description of a feed-forward spiking network.
 
 :func:`trace` runs one time step of a user's snnTorch model with forward hooks on every leaf
-module and records the chain of calls: which module runs after which, with per-sample shapes.
+module and records the calls: which module runs after which, with per-sample shapes, and which
+earlier call each one reads. Between module calls the forward may reshape (``view``,
+``flatten``) and add two tensors (a residual connection, ``out + shortcut`` or ``out +=
+shortcut``); the graph is then a DAG whose ops are in call order (a topological order).
 Everything downstream (calibration, scores, pruning, retraining, export) reads the graph and
 never re-inspects the user's ``forward``. The graph keeps references to the user's modules, so
 pruning a graph layer prunes the model.
@@ -16,6 +19,7 @@ from functools import cached_property
 import snntorch as snn
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .errors import ModelError
 
@@ -37,6 +41,8 @@ SUPPORTED: dict[type[nn.Module], str] = {
     snn.Synaptic: "synaptic",
 }
 SYNAPTIC_KINDS = ("linear", "conv1d", "conv2d")
+ADD = "add"  # op kind of an element-wise sum of two earlier ops (residual connection)
+INPUT = -1  # Op.inputs index that stands for the graph's input
 NEURON_KINDS = ("leaky", "synaptic")
 RESET_MECHANISMS = ("subtract", "zero", "none")
 
@@ -52,13 +58,15 @@ def supported_names() -> str:
 
 @dataclass(frozen=True, eq=False)
 class Op:
-    """One step of the chain: a module call (or an implicit reshape between two calls)."""
+    """One op: a module call, or an implicit reshape or residual add between two calls."""
 
-    name: str  # module's fully-qualified name; "<reshape>" ops are named after their producer
-    kind: str  # one of SUPPORTED's values, or "reshape"
-    module: nn.Module | None  # None for implicit reshapes
+    name: str  # module's fully-qualified name; reshapes and adds are named after their inputs
+    kind: str  # one of SUPPORTED's values, "reshape" or "add"
+    module: nn.Module | None  # None for implicit reshapes and adds
     in_shape: tuple[int, ...]  # per-sample input shape (no batch dimension)
     out_shape: tuple[int, ...]  # per-sample output shape
+    # indices of the ops this one reads (INPUT = the graph's input); () = the op before it
+    inputs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,21 +99,60 @@ class SpikingGraph:
     ops: tuple[Op, ...]
     input_shape: tuple[int, ...]  # per-sample input shape of one time step
 
+    def sources(self, i: int) -> tuple[int, ...]:
+        """Indices of the ops op ``i`` reads (``INPUT`` for the graph's input)."""
+        return self.ops[i].inputs or (i - 1,)
+
+    @cached_property
+    def consumers(self) -> tuple[tuple[int, ...], ...]:
+        """For every op, the indices of the ops that read it, in call order."""
+        out: list[list[int]] = [[] for _ in self.ops]
+        for i in range(len(self.ops)):
+            for j in self.sources(i):
+                if j != INPUT:
+                    out[j].append(i)
+        return tuple(tuple(c) for c in out)
+
+    @property
+    def is_chain(self) -> bool:
+        """True when every op reads only the op called before it (no residual connections)."""
+        return all(self.sources(i) == (i - 1,) for i in range(len(self.ops)))
+
+    def downstream(self, i: int, *, through_neurons: bool) -> list[int]:
+        """Ops reachable from op ``i`` without passing a synaptic op (nor, unless
+        ``through_neurons``, a neuron op), in call order; the stopping ops are included."""
+        seen: set[int] = set()
+        todo = list(self.consumers[i])
+        while todo:
+            j = todo.pop()
+            if j in seen:
+                continue
+            seen.add(j)
+            kind = self.ops[j].kind
+            if kind in SYNAPTIC_KINDS or (kind in NEURON_KINDS and not through_neurons):
+                continue
+            todo.extend(self.consumers[j])
+        return sorted(seen)
+
     @cached_property
     def layers(self) -> tuple[Layer, ...]:
         out = []
         for i, op in enumerate(self.ops):
             if op.kind in SYNAPTIC_KINDS:
-                neuron = None
-                for nxt in self.ops[i + 1:]:
-                    if nxt.kind in SYNAPTIC_KINDS:
-                        break
-                    if nxt.kind in NEURON_KINDS:
-                        neuron = nxt
-                        break
+                # the first neuron op its current reaches (through BN, pooling, reshapes, adds)
+                neuron = next((self.ops[j] for j in self.downstream(i, through_neurons=False)
+                               if self.ops[j].kind in NEURON_KINDS), None)
                 assert op.module is not None
                 out.append(Layer(name=op.name, op_index=i, module=op.module, neuron=neuron))
         return tuple(out)
+
+    def shared_neurons(self) -> dict[str, list[str]]:
+        """Neuron ops that more than one synaptic layer feeds (residual joins): name -> layers."""
+        feeds: dict[str, list[str]] = {}
+        for la in self.layers:
+            if la.neuron is not None:
+                feeds.setdefault(la.neuron.name, []).append(la.name)
+        return {k: v for k, v in feeds.items() if len(v) > 1}
 
     @property
     def neuron_ops(self) -> tuple[Op, ...]:
@@ -131,9 +178,17 @@ class SpikingGraph:
                          f"{', '.join(la.name for la in self.layers)}")
 
     def describe(self) -> list[dict[str, object]]:
-        """One dict per op, for reports."""
-        return [{"name": op.name, "kind": op.kind, "in_shape": list(op.in_shape),
-                 "out_shape": list(op.out_shape)} for op in self.ops]
+        """One dict per op, for reports (``inputs`` only where an op does not simply read the op
+        before it)."""
+        out: list[dict[str, object]] = []
+        for i, op in enumerate(self.ops):
+            d: dict[str, object] = {"name": op.name, "kind": op.kind,
+                                    "in_shape": list(op.in_shape), "out_shape": list(op.out_shape)}
+            if self.sources(i) != (i - 1,):
+                d["inputs"] = ["@input" if j == INPUT else self.ops[j].name
+                               for j in self.sources(i)]
+            out.append(d)
+        return out
 
 
 def neuron_params(op: Op) -> dict[str, object]:
@@ -190,49 +245,84 @@ def _first(out: object) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out  # type: ignore[return-value]
 
 
-def _same_data(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a is b or (a.data_ptr() == b.data_ptr() and a.numel() == b.numel())
+#: torch functions that add two tensors (``a + b``, ``a += b``, ``torch.add``) between layers
+_ADD_FUNCS = {torch.add, torch.Tensor.add, torch.Tensor.add_, torch.Tensor.__add__,
+              torch.Tensor.__radd__, torch.Tensor.__iadd__}
+
+
+def _fn_name(func: object) -> str:
+    """``torch.cat`` / ``Tensor.mul`` for the error messages."""
+    qual = str(getattr(func, "__qualname__", getattr(func, "__name__", repr(func))))
+    owner, _, name = qual.rpartition(".")
+    if owner in ("TensorBase", "Tensor"):
+        return f"Tensor.{name}"
+    if owner == "_VariableFunctionsClass" or not owner:
+        return f"torch.{name}"
+    return f"{getattr(func, '__module__', 'torch')}.{qual}"
+
+
+class _Recorder(TorchFunctionMode):
+    """Records torch calls made by the model's own ``forward`` between leaf-module calls."""
+
+    def __init__(self, depth: list[int], events: list[tuple]) -> None:
+        super().__init__()
+        self.depth, self.events = depth, events
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        if self.depth[0] == 0 and isinstance(out, torch.Tensor):
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            self.events.append(("fn", func, tensors, args, kwargs or {}, out))
+        return out
 
 
 def trace(model: nn.Module, sample_shape: tuple[int, ...]) -> SpikingGraph:
-    """Trace the chain of leaf-module calls of one time step of ``model``.
+    """Trace the leaf-module calls of one time step of ``model`` and the data flow between them.
 
     The model's ``forward`` must process one time step ``[N, *sample_shape]`` (snnTorch's
     ``init_hidden=True`` style, or a custom ``forward`` that calls its layers once per step; a
     ``forward`` that loops over time internally is traced up to the first repeated call).
+    Between layers it may reshape (``view``, ``reshape``, ``flatten``) and add two tensors of
+    the same shape (residual connections); anything else that computes new values between
+    layers is refused, naming the function.
 
     Raises:
         ModelError: an unsupported layer (named, with the supported list), a forward that fails
-            on the data's shape (both shapes named), or data flow that is not a chain.
+            on the data's shape (both shapes named), or data flow that cannot be represented.
     """
     _check_supported(model)
     if not list(model.children()):
         model = nn.Sequential(model)
-    calls: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
+    events: list[tuple] = []
     seen: set[int] = set()
     stop = [False]
+    depth = [0]
     names = {id(m): n for n, m in _leaf_modules(model)}
 
-    def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: object) -> None:
-        if stop[0]:
-            return
-        if id(mod) in seen:  # forward loops over time: the chain is complete
+    def pre_hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        if id(mod) in seen:  # forward loops over time: the graph is complete
             stop[0] = True
+        depth[0] += 1
+
+    def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: object) -> None:
+        depth[0] -= 1
+        if stop[0]:
             return
         seen.add(id(mod))
         if not inputs or not isinstance(inputs[0], torch.Tensor):
             raise ModelError(f"layer '{names[id(mod)]}' was called without a tensor input")
-        calls.append((names[id(mod)], mod, inputs[0], _first(output)))
+        events.append(("module", names[id(mod)], mod, inputs[0], _first(output)))
 
-    handles = [m.register_forward_hook(hook) for _, m in _leaf_modules(model)]
+    handles = [h for _, m in _leaf_modules(model)
+               for h in (m.register_forward_pre_hook(pre_hook), m.register_forward_hook(hook))]
     was_training = model.training
     model.eval()
     reset_state(model)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x = torch.zeros(_TRACE_BATCH, *sample_shape, device=device)
     try:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-        x = torch.zeros(_TRACE_BATCH, *sample_shape, device=device)
-        with torch.no_grad():
+        with torch.no_grad(), _Recorder(depth, events):
             model(x)
     except ModelError:
         raise
@@ -246,29 +336,93 @@ def trace(model: nn.Module, sample_shape: tuple[int, ...]) -> SpikingGraph:
             h.remove()
         model.train(was_training)
         reset_state(model)
-    if not calls:
+    if not any(ev[0] == "module" for ev in events):
         raise ModelError("the model's forward called no supported layer")
-
-    ops: list[Op] = []
-    for i, (name, mod, inp, out) in enumerate(calls):
-        for what, t in (("input", inp), ("output", out)):
-            if t.dim() == 0 or t.shape[0] != _TRACE_BATCH:
-                raise ModelError(f"layer '{name}': its {what} has shape {tuple(t.shape)}, which "
-                                 f"has no batch dimension; the model's forward must process one "
-                                 f"time step [N, ...] (no time dimension)")
-        if i > 0:
-            prev_name, _, _, prev_out = calls[i - 1]
-            if not _same_data(inp, prev_out):
-                raise ModelError(
-                    f"layer '{name}' does not take its input from the layer called before it "
-                    f"('{prev_name}'); slamp-deploy supports feed-forward chains of layers "
-                    f"(no residual or functional ops between layers: use nn modules such as "
-                    f"nn.Flatten / nn.MaxPool2d)")
-            if tuple(inp.shape) != tuple(prev_out.shape):
-                ops.append(Op(name=f"{prev_name}:reshape", kind="reshape", module=None,
-                              in_shape=tuple(prev_out.shape[1:]), out_shape=tuple(inp.shape[1:])))
-        ops.append(Op(name=name, kind=SUPPORTED[type(mod)], module=mod,
-                      in_shape=tuple(inp.shape[1:]), out_shape=tuple(out.shape[1:])))
+    ops = _build_ops(events, x, tuple(sample_shape))
     if not any(op.kind in SYNAPTIC_KINDS for op in ops):
         raise ModelError("the model has no Linear or Conv layer to prune")
     return SpikingGraph(model=model, ops=tuple(ops), input_shape=tuple(sample_shape))
+
+
+def _build_ops(events: list[tuple], x: torch.Tensor, sample_shape: tuple[int, ...]) -> list[Op]:
+    """Turn the recorded calls into ops with explicit inputs (reshapes and adds made ops)."""
+    ops: list[Op] = []
+    # storage address -> the op whose output lives there (INPUT: the graph's input). Every
+    # recorded tensor stays referenced by ``events``, so no address is reused meanwhile.
+    producer: dict[int, int] = {x.data_ptr(): INPUT}
+    other: dict[int, str] = {}  # storage address -> a function between layers we cannot express
+
+    def shape_of(j: int) -> tuple[int, ...]:
+        return sample_shape if j == INPUT else ops[j].out_shape
+
+    def name_of(j: int) -> str:
+        return "the input" if j == INPUT else f"'{ops[j].name}'"
+
+    def source(t: torch.Tensor, who: str) -> int:
+        if t.dim() == 0 or t.shape[0] != _TRACE_BATCH:
+            raise ModelError(f"{who}: its input has shape {tuple(t.shape)}, which has no batch "
+                             f"dimension; the model's forward must process one time step "
+                             f"[N, ...] (no time dimension)")
+        key = t.data_ptr()
+        if key not in producer:
+            what = (f"the result of {other[key]}" if key in other else
+                    "a tensor that no earlier layer produced (a slice, a copy or a constant)")
+            raise ModelError(f"{who} takes its input from {what}; between layers slamp-deploy "
+                             f"supports reshapes (view / flatten) and adding two tensors "
+                             f"(residual connections); use nn modules such as nn.Flatten / "
+                             f"nn.MaxPool2d for the rest")
+        j = producer[key]
+        shape = tuple(t.shape[1:])
+        if shape == shape_of(j):
+            return j
+        if math.prod(shape) != math.prod(shape_of(j)):
+            raise ModelError(f"{who} reads part of the output of {name_of(j)} "
+                             f"({list(shape)} of {list(shape_of(j))}); slices are not supported")
+        base = "input" if j == INPUT else ops[j].name
+        taken = {op.name for op in ops}
+        name = f"{base}:reshape"
+        k = 2
+        while name in taken:
+            name, k = f"{base}:reshape{k}", k + 1
+        ops.append(Op(name=name, kind="reshape", module=None, in_shape=shape_of(j),
+                      out_shape=shape, inputs=(j,)))
+        return len(ops) - 1
+
+    def check_out(t: torch.Tensor, who: str) -> None:
+        if t.dim() == 0 or t.shape[0] != _TRACE_BATCH:
+            raise ModelError(f"{who}: its output has shape {tuple(t.shape)}, which has no batch "
+                             f"dimension; the model's forward must process one time step "
+                             f"[N, ...] (no time dimension)")
+
+    for ev in events:
+        if ev[0] == "module":
+            _, name, mod, inp, out = ev
+            who = f"layer '{name}'"
+            check_out(out, who)
+            src = source(inp, who)
+            ops.append(Op(name=name, kind=SUPPORTED[type(mod)], module=mod,
+                          in_shape=tuple(inp.shape[1:]), out_shape=tuple(out.shape[1:]),
+                          inputs=(src,)))
+            producer[out.data_ptr()] = len(ops) - 1
+            continue
+        _, func, tensors, args, kwargs, out = ev
+        key = out.data_ptr()
+        if func in _ADD_FUNCS and len(tensors) == 2 and len(args) == 2 and not kwargs:
+            a, b = tensors
+            if a.shape != b.shape:
+                raise ModelError(f"a residual add between layers adds shapes {list(a.shape[1:])} "
+                                 f"and {list(b.shape[1:])}; slamp-deploy adds tensors of the "
+                                 f"same shape only (no broadcasting)")
+            srcs = (source(a, "a residual add"), source(b, "a residual add"))
+            ops.append(Op(name="+".join("input" if j == INPUT else ops[j].name for j in srcs),
+                          kind=ADD, module=None, in_shape=tuple(out.shape[1:]),
+                          out_shape=tuple(out.shape[1:]), inputs=srcs))
+            producer[key] = len(ops) - 1
+            other.pop(key, None)
+        elif key not in producer:  # new values, not a view of a known tensor
+            other[key] = _fn_name(func)
+    # the op chain as it was, when there are no residual connections: inputs stay implicit
+    if all(op.inputs == (i - 1,) for i, op in enumerate(ops)):
+        ops = [Op(name=op.name, kind=op.kind, module=op.module, in_shape=op.in_shape,
+                  out_shape=op.out_shape) for op in ops]
+    return ops

@@ -128,12 +128,8 @@ def match_currents(graph: SpikingGraph, dense: Mapping[str, torch.Tensor],
 def _reestimate_batchnorm(graph: SpikingGraph, la: Layer, data: Dataset, timesteps: int,
                           encoding: str, batch_size: int, seed: int) -> None:
     """Recompute running statistics of the BatchNorm ops between ``la`` and the next layer."""
-    bns = []
-    for op in graph.ops[la.op_index + 1:]:
-        if op.kind in ("linear", "conv1d", "conv2d"):
-            break
-        if op.kind == "batchnorm":
-            bns.append(op.module)
+    bns = [graph.ops[j].module for j in graph.downstream(la.op_index, through_neurons=True)
+           if graph.ops[j].kind == "batchnorm"]
     if not bns:
         return
     saved = [(bn, bn.momentum) for bn in bns]

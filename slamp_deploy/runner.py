@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from .errors import UsageError
-from .graph import NEURON_KINDS, Op, SpikingGraph, reset_state
+from .graph import ADD, INPUT, NEURON_KINDS, Op, SpikingGraph, reset_state
 
 READOUTS = ("spikes", "membrane")
 
@@ -48,16 +48,30 @@ def run(graph: SpikingGraph, x_seq: torch.Tensor, *,
 
 def step(graph: SpikingGraph, h: torch.Tensor, t: int = 0,
          observers: tuple[Observer, ...] = ()) -> torch.Tensor:
-    """One time step through every op (neuron state carries over in the modules)."""
+    """One time step through every op (neuron state carries over in the modules).
+
+    Observers see each op's (first) input; an add op's output is the sum of its two inputs.
+    """
+    chain = graph.is_chain
+    x = h
+    vals: list[torch.Tensor] = []
     for i, op in enumerate(graph.ops):
+        if not chain:
+            srcs = graph.sources(i)
+            h = x if srcs[0] == INPUT else vals[srcs[0]]
         inp = h
         if op.kind == "reshape":
             h = h.reshape(h.shape[0], *op.out_shape)
+        elif op.kind == ADD:
+            j = graph.sources(i)[1]
+            h = h + (x if j == INPUT else vals[j])
         elif op.kind in NEURON_KINDS:
             out = op.module(h)  # type: ignore[misc]
             h = out[0] if isinstance(out, tuple) else out
         else:
             h = op.module(h)  # type: ignore[misc]
+        if not chain:
+            vals.append(h)
         for obs in observers:
             obs(i, op, t, inp, h)
     return h

@@ -10,7 +10,7 @@ from slamp_deploy.examples.digits import build_model
 from torch import nn
 
 from slamp_deploy.errors import ModelError
-from slamp_deploy.graph import trace
+from slamp_deploy.graph import INPUT, reset_state, trace
 from slamp_deploy.runner import run
 
 from .conftest import tiny_mlp
@@ -79,10 +79,80 @@ class Residual(nn.Module):
         return self.b(self.lif(self.a(x)) + x)
 
 
-def test_non_chain_dataflow_is_refused():
-    with pytest.raises(ModelError, match="layer 'b' does not take its input from the layer "
-                                         "called before it \\('lif'\\)"):
-        trace(Residual(), (4,))
+def test_residual_add_is_traced_as_an_add_op():
+    g = trace(Residual(), (4,))
+    assert [(op.name, op.kind) for op in g.ops] == [
+        ("a", "linear"), ("lif", "leaky"), ("lif+input", "add"), ("b", "linear")]
+    assert g.sources(2) == (1, INPUT) and g.sources(3) == (2,)
+    assert not g.is_chain and g.consumers[1] == (2,)
+    assert g.describe()[2]["inputs"] == ["lif", "@input"]
+    assert "inputs" not in g.describe()[1]  # ops that read the op before them stay implicit
+
+
+class InPlaceResidual(nn.Module):
+    """``out += shortcut(x)`` on a BatchNorm output, joined before the neuron (ResNet style)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(4, 6)
+        self.bn = nn.BatchNorm1d(6)
+        self.short = nn.Linear(4, 6, bias=False)
+        self.lif = snn.Leaky(beta=0.7, init_hidden=True)
+        self.fc2 = nn.Linear(6, 3)
+        self.out = snn.Leaky(beta=0.7, init_hidden=True)
+
+    def forward(self, x):
+        h = self.bn(self.fc1(x))
+        h += self.short(x)
+        return self.out(self.fc2(self.lif(h)))
+
+
+def test_in_place_residual_joins_before_the_neuron_and_runs_exactly():
+    torch.manual_seed(3)
+    net = InPlaceResidual().eval()
+    with torch.no_grad():
+        net.fc1.weight.mul_(4)
+        net.short.weight.mul_(4)
+        net.fc2.weight.mul_(4)
+    g = trace(net, (4,))
+    add = next(i for i, op in enumerate(g.ops) if op.kind == "add")
+    assert [g.ops[j].name for j in g.sources(add)] == ["bn", "short"]
+    # both synaptic layers feed the same neurons; BN sits between fc1 and the join
+    assert {la.name: la.neuron.name for la in g.layers} == {"fc1": "lif", "short": "lif",
+                                                            "fc2": "out"}
+    assert g.shared_neurons() == {"lif": ["fc1", "short"]}
+    x = torch.rand(7, 5, 4)
+    ours = run(g, x)
+    reset_state(net)
+    with torch.no_grad():
+        theirs = torch.stack([net(x[t]) for t in range(7)])
+    assert torch.equal(ours.spikes, theirs) and theirs.sum() > 0
+
+
+class Gated(nn.Module):
+    def __init__(self, op: str) -> None:
+        super().__init__()
+        self.op = op
+        self.a = nn.Linear(4, 4)
+        self.lif = snn.Leaky(beta=0.5, init_hidden=True)
+        self.b = nn.Linear(8 if op == "cat" else 4, 4)
+
+    def forward(self, x):
+        h = self.lif(self.a(x))
+        if self.op == "cat":
+            return self.b(torch.cat([h, x], dim=1))
+        if self.op == "mul":
+            return self.b(h * 2.0)
+        return self.b(h[:, :4].clone())
+
+
+@pytest.mark.parametrize("op, what", [("cat", "torch.cat"), ("mul", "Tensor.mul"),
+                                      ("clone", "Tensor.clone")])
+def test_dataflow_that_cannot_be_represented_is_refused_naming_the_function(op, what):
+    with pytest.raises(ModelError, match=rf"layer 'b' takes its input from the result of "
+                                         rf"{what.replace('.', '[.]')}; between layers "
+                                         rf"slamp-deploy supports reshapes"):
+        trace(Gated(op), (4,))
 
 
 def test_shape_mismatch_names_both_shapes():
