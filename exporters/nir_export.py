@@ -34,7 +34,7 @@ from torch import nn
 
 from slamp_deploy import __version__
 from slamp_deploy.errors import ExportError, ModelError
-from slamp_deploy.graph import NEURON_KINDS, Op, SpikingGraph, neuron_params
+from slamp_deploy.graph import ADD, INPUT, NEURON_KINDS, Op, SpikingGraph, neuron_params
 
 DT = 1e-4
 R_CONVENTION = "r = tau/dt (snnTorch)"
@@ -119,17 +119,29 @@ def to_nir(graph: SpikingGraph, *, timesteps: int, encoding: str, readout: str) 
     """
     nodes: dict[str, nir.NIRNode] = {"input": nir.Input(np.array(graph.input_shape))}
     edges: list[tuple[str, str]] = []
-    prev = "input"
     ops = list(graph.ops)
-    i = 0
-    while i < len(ops):
-        op = ops[i]
+    # op index -> the NIR nodes whose outputs sum to that op's value (NIR sums the edges into a
+    # node, so a residual add is the edges of both of its inputs; no node of its own)
+    ends: dict[int, list[str]] = {INPUT: ["input"]}
+    folded: set[int] = set()
+    for i, op in enumerate(ops):
+        srcs = graph.sources(i)
+        if i in folded:  # a BatchNorm folded into the synaptic node before it
+            ends[i] = ends[srcs[0]]
+            continue
+        if op.kind == ADD:
+            ends[i] = ends[srcs[0]] + ends[srcs[1]]
+            if len(set(ends[i])) != len(ends[i]):
+                raise ExportError(f"'{op.name}' adds a node's output to itself; NIR sums "
+                                  f"distinct edges only (scale the weights by 2 instead)")
+            continue
         node: nir.NIRNode | None
         if op.kind in ("linear", "conv1d", "conv2d"):
             bn = None
-            if i + 1 < len(ops) and ops[i + 1].kind == "batchnorm":
-                bn = ops[i + 1].module
-                i += 1
+            nxt = graph.consumers[i]
+            if len(nxt) == 1 and ops[nxt[0]].kind == "batchnorm":
+                bn = ops[nxt[0]].module
+                folded.add(nxt[0])
             node = _synaptic_node(op, bn)
         elif op.kind in NEURON_KINDS:
             node = _neuron_node(op)
@@ -150,21 +162,22 @@ def to_nir(graph: SpikingGraph, *, timesteps: int, encoding: str, readout: str) 
         elif op.kind == "dropout":
             node = None
         elif op.kind == "batchnorm":
-            before = ops[i - 1].kind if i else "the input"
+            j = srcs[0]
+            before = f"'{ops[j].name}' ({ops[j].kind})" if j != INPUT else "the input"
             raise ExportError(f"layer '{op.name}': BatchNorm is folded into the Linear/Conv "
-                              f"right before it; here it follows {before}, which NIR cannot "
-                              f"express")
+                              f"right before it (its only reader); here it follows {before}, "
+                              f"which NIR cannot express")
         else:
             raise ExportError(f"layer '{op.name}' ({type(op.module).__name__}) cannot be "
                               f"expressed in NIR 1.0.8; use AvgPool2d instead of max pooling")
-        if node is not None:
-            name = op.name
-            nodes[name] = node
-            edges.append((prev, name))
-            prev = name
-        i += 1
+        if node is None:
+            ends[i] = ends[srcs[0]]
+            continue
+        nodes[op.name] = node
+        edges.extend((src, op.name) for src in ends[srcs[0]])
+        ends[i] = [op.name]
     nodes["output"] = nir.Output(np.array(graph.output_op.out_shape))
-    edges.append((prev, "output"))
+    edges.extend((src, "output") for src in ends[len(ops) - 1])
     g = nir.NIRGraph(nodes=nodes, edges=edges, metadata={
         "slamp.dt": DT, "slamp.timesteps": int(timesteps), "slamp.encoding": encoding,
         "slamp.readout": readout, "slamp.r_convention": R_CONVENTION,
@@ -191,33 +204,74 @@ def nir_bytes(graph: nir.NIRGraph) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 
-def _chain(graph: nir.NIRGraph, where: str) -> list[str]:
-    """Node names from input to output; refuses branches and cycles, naming the node."""
-    succ: dict[str, list[str]] = {}
+def _order(graph: nir.NIRGraph, where: str) -> tuple[list[str], dict[str, list[str]]]:
+    """Node names in a topological order from the input, and each node's sources (edge order).
+
+    Refuses a cycle, several Input nodes and nodes the input does not reach, naming the node.
+    """
+    nodes = graph.nodes
+    preds: dict[str, list[str]] = {n: [] for n in nodes}
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
     for a, b in graph.edges:
-        succ.setdefault(a, []).append(b)
-    inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
+        for end in (a, b):
+            if end not in nodes:
+                raise ModelError(f"{where}: edge ({a!r}, {b!r}) names {end!r}, which is no node")
+        preds[b].append(a)
+        succ[a].append(b)
+    inputs = [n for n, v in nodes.items() if isinstance(v, nir.Input)]
     if len(inputs) != 1:
         raise ModelError(f"{where}: expected one Input node, found {len(inputs)}")
-    order, seen, cur = [], set(), inputs[0]
-    while True:
-        if cur in seen:
-            raise ModelError(f"{where}: node '{cur}' is part of a cycle; slamp-deploy reads "
-                             f"feed-forward chains")
-        seen.add(cur)
-        order.append(cur)
-        nxt = succ.get(cur, [])
-        if not nxt:
-            break
-        if len(nxt) > 1:
-            raise ModelError(f"{where}: node '{cur}' feeds {len(nxt)} nodes "
-                             f"({', '.join(nxt)}); slamp-deploy reads feed-forward chains")
-        cur = nxt[0]
-    missing = set(graph.nodes) - seen
-    if missing:
-        raise ModelError(f"{where}: node(s) {', '.join(sorted(missing))} are not on the chain "
-                         f"from the input; slamp-deploy reads feed-forward chains")
-    return order
+    indeg = {n: len(p) for n, p in preds.items()}
+    ready, order = [inputs[0]], []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for m in succ[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
+    if len(order) != len(nodes):
+        stuck = [n for n in nodes if n not in order]
+        cyclic = [n for n in stuck if indeg[n] > 0 and all(p in stuck for p in preds[n])
+                  and preds[n]]
+        if cyclic:
+            raise ModelError(f"{where}: node '{cyclic[0]}' is part of a cycle; slamp-deploy "
+                             f"reads feed-forward graphs")
+        raise ModelError(f"{where}: node(s) {', '.join(sorted(stuck))} are not reached from "
+                         f"the input; connect them or remove them")
+    return order, preds
+
+
+class NIRNetwork(nn.Module):
+    """A feed-forward NIR graph with branches, as one snnTorch step module.
+
+    ``forward`` runs one time step: every node reads the sum of its sources (NIR's rule for
+    several edges into one node), in topological order; the output is the Output node's input.
+    Node names keep NIR's spelling in :attr:`node_names`; submodules are named ``n0, n1, ...``
+    (NIR names may contain dots, which module names cannot).
+    """
+
+    def __init__(self, order: list[str], preds: dict[str, list[str]],
+                 modules: dict[str, nn.Module | None], output: str) -> None:
+        super().__init__()
+        self.node_names = [n for n in order if modules.get(n) is not None]
+        self.nodes = nn.ModuleDict({f"n{k}": modules[n] for k, n in enumerate(self.node_names)})
+        key = {n: f"n{k}" for k, n in enumerate(self.node_names)}
+        # (module key or None for a pass-through node, source names) per node in order
+        self._plan = [(n, key.get(n), list(preds[n])) for n in order[1:]]
+        self._input, self._output = order[0], output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        vals: dict[str, torch.Tensor] = {self._input: x}
+        for name, key, srcs in self._plan:
+            h = vals[srcs[0]]
+            for s in srcs[1:]:
+                h = h + vals[s]
+            if key is not None:
+                out = self.nodes[key](h)
+                h = out[0] if isinstance(out, tuple) else out
+            vals[name] = h
+        return vals[self._output]
 
 
 def _param(a: np.ndarray) -> torch.Tensor | float:
@@ -227,14 +281,16 @@ def _param(a: np.ndarray) -> torch.Tensor | float:
     return torch.tensor(a, dtype=torch.float32)
 
 
-def from_nir(path: str | Path) -> tuple[nn.Sequential, dict[str, Any]]:
-    """Build an snnTorch ``nn.Sequential`` from a NIR file, with the graph's metadata.
+def from_nir(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Build an snnTorch model from a NIR file, with the graph's metadata.
 
-    Input gains ``r * dt / tau`` other than 1 (other frameworks' conventions) are folded into
-    the preceding synaptic weights and biases, so the dynamics are the NIR graph's.
+    A chain becomes an ``nn.Sequential``; a graph with branches (several edges into a node, as
+    residual connections are written) a :class:`NIRNetwork`. Input gains ``r * dt / tau`` other
+    than 1 (other frameworks' conventions) are folded into the synaptic weights and biases that
+    feed the node, so the dynamics are the NIR graph's.
 
     Raises:
-        ModelError: unreadable file, unsupported node type, branches or cycles (named).
+        ModelError: unreadable file, unsupported node type, cycles (named).
     """
     p = Path(path)
     if not p.is_file():
@@ -245,39 +301,69 @@ def from_nir(path: str | Path) -> tuple[nn.Sequential, dict[str, Any]]:
         raise ModelError(f"--model {p}: cannot read as NIR ({type(e).__name__}: {e})") from e
     meta = dict(graph.metadata or {})
     dt = float(meta.get("slamp.dt", DT))
-    layers: list[nn.Module] = []
-    names: list[str] = []
-    for name in _chain(graph, str(p)):
-        node = graph.nodes[name]
-        mod = _module_from_node(name, node, dt, str(p), layers)
-        if mod is not None:
-            layers.append(mod)
-            names.append(name)
-    model = nn.Sequential(*layers)
+    order, preds = _order(graph, str(p))
+    modules: dict[str, nn.Module | None] = {}
+    for name in order:
+        upstream = _upstream_synaptic(name, preds, graph, modules, str(p))
+        modules[name] = _module_from_node(name, graph.nodes[name], dt, str(p), upstream)
+    names = [n for n in order if modules[n] is not None]
+    outputs = [n for n in order if isinstance(graph.nodes[n], nir.Output)]
+    chain = all(len(preds[n]) <= 1 for n in order) and all(
+        sum(a == n for a, _ in graph.edges) <= 1 for n in order)
+    model: nn.Module
+    if chain:
+        model = nn.Sequential(*[modules[n] for n in names])  # type: ignore[misc]
+    else:
+        if len(outputs) != 1:
+            raise ModelError(f"{p}: expected one Output node, found {len(outputs)}")
+        model = NIRNetwork(order, preds, modules, outputs[0])
     meta["slamp.node_names"] = names
     return model, meta
 
 
-def _fold_gain(layers: list[nn.Module], gain: np.ndarray, name: str, where: str) -> None:
+def _upstream_synaptic(name: str, preds: dict[str, list[str]], graph: nir.NIRGraph,
+                       modules: dict[str, nn.Module | None], where: str
+                       ) -> list[tuple[str, nn.Module | None]]:
+    """For each source path of ``name``: the nearest synaptic module upstream (through shape
+    nodes), or (the node that stops the walk, None)."""
+    out: list[tuple[str, nn.Module | None]] = []
+    for src in preds[name]:
+        cur = src
+        while True:
+            m = modules.get(cur)
+            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                out.append((cur, m))
+                break
+            if isinstance(m, (nn.Flatten, nn.AvgPool2d)) and len(preds[cur]) == 1:
+                cur = preds[cur][0]
+                continue
+            out.append((cur, None))
+            break
+    return out
+
+
+def _fold_gain(upstream: list[tuple[str, nn.Module | None]], gain: np.ndarray, name: str,
+               where: str) -> None:
     if np.allclose(gain, 1.0, rtol=1e-6, atol=0):
         return
-    syn = next((m for m in reversed(layers) if isinstance(m, (nn.Linear, nn.Conv1d,
-                                                              nn.Conv2d))), None)
-    if syn is None:
-        raise ModelError(f"{where}: node '{name}' scales its input by {gain.flat[0]:g} and no "
-                         f"synaptic layer precedes it to absorb the gain")
+    if not upstream or any(m is None for _, m in upstream):
+        stop = next((n for n, m in upstream if m is None), "the input")
+        raise ModelError(f"{where}: node '{name}' scales its input by {gain.flat[0]:g} and its "
+                         f"source '{stop}' is no synaptic layer that could absorb the gain")
     g = torch.tensor(np.asarray(gain, dtype=np.float64), dtype=torch.float32)
-    if g.numel() > 1 and not torch.all(g == g.flatten()[0]):
-        per_out = g.reshape(g.shape[0], -1)[:, 0]
-        if not torch.all(g.reshape(g.shape[0], -1) == per_out[:, None]):
-            raise ModelError(f"{where}: node '{name}' has an input gain that varies within an "
-                             f"output channel; it cannot be folded into the preceding weights")
-    else:
-        per_out = torch.full((syn.weight.shape[0],), float(g.flatten()[0]))
-    with torch.no_grad():
-        syn.weight.mul_(per_out.view(-1, *([1] * (syn.weight.dim() - 1))))
-        if syn.bias is not None:
-            syn.bias.mul_(per_out)
+    for _, syn in upstream:
+        assert isinstance(syn, (nn.Linear, nn.Conv1d, nn.Conv2d))
+        if g.numel() > 1 and not torch.all(g == g.flatten()[0]):
+            per_out = g.reshape(g.shape[0], -1)[:, 0]
+            if not torch.all(g.reshape(g.shape[0], -1) == per_out[:, None]):
+                raise ModelError(f"{where}: node '{name}' has an input gain that varies within "
+                                 f"an output channel; it cannot be folded into the weights")
+        else:
+            per_out = torch.full((syn.weight.shape[0],), float(g.flatten()[0]))
+        with torch.no_grad():
+            syn.weight.mul_(per_out.view(-1, *([1] * (syn.weight.dim() - 1))))
+            if syn.bias is not None:
+                syn.bias.mul_(per_out)
 
 
 def _reset(node: nir.NIRNode) -> str:
@@ -285,7 +371,7 @@ def _reset(node: nir.NIRNode) -> str:
 
 
 def _module_from_node(name: str, node: nir.NIRNode, dt: float, where: str,
-                      layers: list[nn.Module]) -> nn.Module | None:
+                      upstream: list[tuple[str, nn.Module | None]]) -> nn.Module | None:
     if isinstance(node, (nir.Input, nir.Output)):
         return None
     if isinstance(node, (nir.Affine, nir.Linear)):
@@ -320,11 +406,11 @@ def _module_from_node(name: str, node: nir.NIRNode, dt: float, where: str,
         if not np.allclose(node.v_leak, 0):
             raise ModelError(f"{where}: node '{name}' has v_leak != 0, which snnTorch's Leaky "
                              f"cannot express")
-        _fold_gain(layers, np.asarray(node.r, dtype=np.float64) * dt / tau, name, where)
+        _fold_gain(upstream, np.asarray(node.r, dtype=np.float64) * dt / tau, name, where)
         return snn.Leaky(beta=_param(1.0 - dt / tau), threshold=_param(node.v_threshold),
                          reset_mechanism=_reset(node), init_hidden=True)
     if isinstance(node, nir.IF):
-        _fold_gain(layers, np.asarray(node.r, dtype=np.float64), name, where)
+        _fold_gain(upstream, np.asarray(node.r, dtype=np.float64), name, where)
         return snn.Leaky(beta=1.0, threshold=_param(node.v_threshold),
                          reset_mechanism=_reset(node), init_hidden=True)
     if isinstance(node, nir.CubaLIF):
@@ -335,7 +421,7 @@ def _module_from_node(name: str, node: nir.NIRNode, dt: float, where: str,
                              f"Synaptic cannot express")
         gain = (np.asarray(node.w_in, dtype=np.float64) * dt / tau_syn
                 * np.asarray(node.r, dtype=np.float64) * dt / tau_mem)
-        _fold_gain(layers, gain, name, where)
+        _fold_gain(upstream, gain, name, where)
         return snn.Synaptic(alpha=_param(1.0 - dt / tau_syn), beta=_param(1.0 - dt / tau_mem),
                             threshold=_param(node.v_threshold), reset_mechanism=_reset(node),
                             init_hidden=True)
