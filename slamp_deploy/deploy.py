@@ -12,13 +12,27 @@ import numpy as np
 import torch
 
 from .capped import CappedAllocation, allocate_capped, find_fit_keep, profile_caps
-from .errors import UsageError
+from .errors import ModelError, UsageError
 from .fit import FitReport, LayerGeometry, check_fit
-from .graph import SpikingGraph
+from .graph import ADD, NEURON_KINDS, SpikingGraph
 from .hardware import HardwareProfile
 from .scores import lamp_scores
 
 SCORE_METHODS = ("slamp", "lamp", "global")
+
+
+def residual_reason(graph: SpikingGraph) -> str | None:
+    """Why the fit checker cannot map ``graph`` (it has residual joins), or None."""
+    adds = [i for i, op in enumerate(graph.ops) if op.kind == ADD]
+    if not adds:
+        return None
+    i = adds[0]
+    neuron = next((graph.ops[j].name for j in graph.downstream(i, through_neurons=False)
+                   if graph.ops[j].kind in NEURON_KINDS), None)
+    where = f"neurons '{neuron}' sum" if neuron else "the output sums"
+    return (f"{where} two inputs (residual join '{graph.ops[i].name}'), and the fit checker maps "
+            f"one synaptic layer onto each neuron population; residual networks are not "
+            f"checked against chip limits yet")
 
 
 def geometries(graph: SpikingGraph, masks: Mapping[str, torch.Tensor]) -> list[LayerGeometry]:
@@ -55,7 +69,13 @@ def score_arrays(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
 
 def has_caps(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
              profile: HardwareProfile) -> bool:
-    """Does the profile put any count cap on any layer (fan-in, core synapse budget)?"""
+    """Does the profile put any count cap on any layer (fan-in, core synapse budget)?
+
+    False for residual networks, which the caps cannot be mapped onto (see
+    :func:`residual_reason`; the pipeline warns).
+    """
+    if residual_reason(graph) is not None:
+        return False
     caps = profile_caps(geometries(graph, alive), profile)
     return any(c.fan_in_max is not None or c.group_max is not None for c in caps.values())
 
@@ -100,13 +120,23 @@ def fit_keep(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
     if method not in SCORE_METHODS:
         raise UsageError(f"--fit --method {method}: the fit search needs a score-based method "
                          f"({', '.join(SCORE_METHODS)}); pass --sparsity instead")
+    reason = residual_reason(graph)
+    if reason is not None:
+        raise UsageError(f"--fit: {reason}; pass --sparsity instead")
     return find_fit_keep(score_arrays(graph, method, lambdas, alive), geometries(graph, alive),
                          profile, chips, cores)
 
 
 def fit_section(graph: SpikingGraph, masks: Mapping[str, torch.Tensor], profile: HardwareProfile,
                 chips: int | None, cores: int | None) -> tuple[FitReport, dict[str, Any]]:
-    """Check the final masks against the chip and format the result for the report."""
+    """Check the final masks against the chip and format the result for the report.
+
+    Raises:
+        ModelError: the graph has residual joins (:func:`residual_reason`).
+    """
+    reason = residual_reason(graph)
+    if reason is not None:
+        raise ModelError(f"fit check on {profile.name}: {reason}")
     rep = check_fit(geometries(graph, masks), profile, chips=chips, cores=cores)
     return rep, {"fits": rep.fits, "summary": rep.summary(), "report": rep.to_dict(),
                  "markdown": fit_markdown(rep)}

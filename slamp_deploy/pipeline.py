@@ -26,7 +26,7 @@ import torch
 from . import __version__, distributed
 from .calibrate import TIMESTEP_WEIGHTS, TemporalStats, calibrate
 from .data import ENCODINGS, Dataset, Split, check_labels, load_digits, load_npz, split
-from .deploy import capped_masks, fit_keep, fit_section, has_caps
+from .deploy import capped_masks, fit_keep, fit_section, has_caps, residual_reason
 from .errors import DataError, SlampError, SlampWarning, UsageError
 from .graph import SpikingGraph, trace
 from .hardware import HardwareProfile, load_profile
@@ -331,6 +331,11 @@ class PipelineContext:
                     c.method, {la.name: la.weight for la in g.layers}, alive, target,
                     lambdas=self.lambdas, order=[la.name for la in g.layers])
                 self.masks = masks_from_allocation(g, self.allocation, alive)
+                if (self.profile is not None and r == 1
+                        and residual_reason(g) is not None):
+                    warnings.warn(f"{self.profile.name}'s caps (fan-in, synapses per core) are "
+                                  f"not applied to the allocation: {residual_reason(g)}",
+                                  SlampWarning, stacklevel=2)
                 if self.profile is not None and has_caps(g, alive, self.profile):
                     self.masks, binding = capped_masks(g, c.method, self.lambdas, alive,
                                                        self.allocation.keep, self.profile)
@@ -393,7 +398,11 @@ class PipelineContext:
     def deploy(self) -> None:
         """After retraining: check the fit, export NIR and prove the export behaves the same."""
         c = self.cfg
-        if self.profile is not None:
+        reason = residual_reason(self.graph)
+        if self.profile is not None and reason is not None:
+            warnings.warn(f"fit check on {self.profile.name} skipped: {reason}", SlampWarning,
+                          stacklevel=2)
+        elif self.profile is not None:
             with self.timer.stage("fit_check"):
                 rep, section = fit_section(self.graph, self.masks, self.profile, c.chips,
                                            c.cores)
