@@ -1,4 +1,4 @@
-"""Train a dense spiking VGG baseline on CIFAR-10, CIFAR-100 or CIFAR10-DVS, ready for slamp-deploy.
+"""Train a dense spiking VGG or ResNet baseline on CIFAR-10, CIFAR-100 or CIFAR10-DVS.
 
     python examples/train.py --data cifar10:PATH --model vgg11 [--epochs 100] [--timesteps 4]
         [--encoding direct] [--readout spikes] [--device cuda] [--batch-size 64] [--lr 1e-3]
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from slamp_deploy.examples import cifar_vgg
+from slamp_deploy.examples import cifar_resnet, cifar_vgg
 
 from slamp_deploy.data import ENCODINGS, Dataset, encode
 from slamp_deploy.datasets import KINDS, load_data_spec, parse_spec
@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="cifar10:PATH, cifar100:PATH or "
                     "cifar10-dvs:PATH, with ?options (docs/datasets.md)")
-    ap.add_argument("--model", default="vgg11", choices=("vgg11", "vgg16"))
+    ap.add_argument("--model", default="vgg11",
+                    choices=("vgg11", "vgg16", "resnet19", "resnet18"),
+                    help="examples/cifar_vgg.py or examples/cifar_resnet.py")
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--timesteps", type=int, help=f"time steps (static images, default "
                     f"{DEFAULT_TIMESTEPS}) or frames per DVS recording (default: the spec's "
@@ -127,15 +129,17 @@ def _train(args: argparse.Namespace) -> dict[str, object]:
     assert test is not None
     timesteps = int(pool.x.shape[0]) if pool.sequence else (args.timesteps or DEFAULT_TIMESTEPS)
     size = pool.sample_shape[-1]
-    name = cifar_vgg.FACTORIES.get((spec.kind, args.model))
+    module = cifar_resnet if args.model.startswith("resnet") else cifar_vgg
+    name = module.FACTORIES.get((spec.kind, args.model))
     if name is None:
-        have = [m for k, m in cifar_vgg.FACTORIES if k == spec.kind]
+        have = [m for k, m in module.FACTORIES if k == spec.kind]
         raise UsageError(f"--model {args.model}: no {args.model} for {spec.kind} in "
-                         f"examples/cifar_vgg.py; available: {', '.join(have)}")
+                         f"examples/{module.__name__.rsplit('.', 1)[-1]}.py; available: "
+                         f"{', '.join(have)}")
     factory = name.format(size=size)
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    model = getattr(cifar_vgg, factory)().to(device)
+    model = getattr(module, factory)().to(device)
     graph = trace(model, pool.sample_shape)
     check_readout(graph, args.readout)
     if graph.n_outputs <= int(pool.y.max()):
@@ -171,7 +175,7 @@ def _train(args: argparse.Namespace) -> dict[str, object]:
               f"test accuracy {acc:.4f}  ({time.time() - t0:.0f} s)", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out)
-    model_spec = f"slamp_deploy.examples.cifar_vgg:{factory}"
+    model_spec = f"{module.__name__}:{factory}"
     meta: dict[str, object] = {
         "model": model_spec, "data": args.data, "train_source": pool.source,
         "test_source": test.source, "train_samples": len(pool), "test_samples": len(test),

@@ -1,0 +1,234 @@
+"""Residual networks (examples/cifar_resnet.py): traced as a DAG, pruned, retrained and exported,
+with every export run in its real runtime; the chip-side checks that cannot map a residual join
+say so instead of printing a number."""
+
+from __future__ import annotations
+
+import json
+
+import nir
+import numpy as np
+import pytest
+import snntorch as snn
+import torch
+from slamp_deploy.examples import cifar_resnet
+from slamp_deploy.exporters import nir_sim, onnx_export
+from slamp_deploy.exporters.nir_export import DT, NIRNetwork, from_nir, to_nir, write_nir
+from torch import nn
+
+from slamp_deploy.cli import main
+from slamp_deploy.graph import reset_state, trace
+from slamp_deploy.prune import apply_masks
+from slamp_deploy.runner import run
+from slamp_deploy.scores import magnitude_mask
+
+from .test_nir_export import digits_seq, spikes_of
+
+RESNET = "slamp_deploy.examples.cifar_resnet:resnet_tiny_digits"
+
+
+def pruned_resnet():
+    g = trace(cifar_resnet.resnet_tiny_digits().eval(), (1, 8, 8))
+    apply_masks(g, {la.name: magnitude_mask(la.weight, la.n_weights // 4) for la in g.layers})
+    return g
+
+
+@pytest.mark.parametrize(("factory", "shape", "n_out", "n_conv"), [
+    ("resnet19_cifar10", (3, 32, 32), 10, 19), ("resnet18_cifar10", (3, 32, 32), 10, 18),
+    ("resnet19_cifar100", (3, 32, 32), 100, 19), ("resnet19_dvs48", (2, 48, 48), 10, 19),
+])
+def test_resnet_factories_trace_as_dags_and_run(factory, shape, n_out, n_conv):
+    graph = trace(getattr(cifar_resnet, factory)(), shape)
+    kinds = [op.kind for op in graph.ops]
+    blocks = len(cifar_resnet.CONFIGS[factory.split("_")[0]][1])
+    n_blocks = sum(n for _, n, _ in cifar_resnet.CONFIGS[factory.split("_")[0]][1])
+    assert kinds.count("add") == n_blocks and not graph.is_chain
+    # the name counts 3x3 convs and Linear layers (ResNet-19: 17 + 2); 1x1 shortcuts come on top
+    shortcuts = sum(1 for op in graph.ops if ".shortcut." in op.name and op.kind == "conv2d")
+    assert shortcuts == blocks - 1
+    n_lin = kinds.count("linear")
+    assert kinds.count("conv2d") - shortcuts + n_lin == n_conv
+    assert graph.n_outputs == n_out and "maxpool" not in kinds
+    out = run(graph, torch.rand(2, 2, *shape))
+    assert out.spikes is not None and out.spikes.shape == (2, 2, n_out)
+
+
+def test_tiny_resnet_trained_on_digits_runs_exactly_as_its_own_forward():
+    model = cifar_resnet.resnet_tiny_digits().eval()
+    g = trace(model, (1, 8, 8))
+    x = digits_seq(40)
+    ours = run(g, x)
+    reset_state(model)
+    with torch.no_grad():
+        theirs = torch.stack([model(x[t])[0] for t in range(x.shape[0])])
+    assert torch.equal(ours.spikes, theirs)
+    from slamp_deploy.data import load_digits
+
+    acc = float((ours.spikes.sum(0).argmax(1) == load_digits().y[:40]).float().mean())
+    assert acc >= 0.9  # trained weights, not a random initialisation
+    assert g.shared_neurons() == {"layers.1.lif2": ["layers.1.conv2", "layers.1.shortcut.0"]}
+
+
+def test_nir_export_sums_both_branches_into_one_neuron_node(tmp_path):
+    g = pruned_resnet()
+    graph = to_nir(g, timesteps=8, encoding="direct", readout="spikes")
+    into = {n: sorted(a for a, b in graph.edges if b == n) for n in graph.nodes}
+    # identity shortcut: the previous block's neurons feed lif2 directly (an edge, no node)
+    assert into["layers.0.lif2"] == ["layers.0.conv2", "stem.2"]
+    # projection shortcut: a 1x1 conv node with its BatchNorm folded in
+    assert into["layers.1.lif2"] == ["layers.1.conv2", "layers.1.shortcut.0"]
+    assert isinstance(graph.nodes["layers.1.shortcut.0"], nir.Conv2d)
+    assert not any(".bn" in n or "shortcut.1" in n for n in graph.nodes)
+    path = write_nir(graph, tmp_path / "m.nir")
+    x = digits_seq(16)
+    ours = spikes_of(g, x)
+    back = nir.read(str(path))
+    sim = nir_sim.simulate(back, x.numpy())
+    exp = onnx_export.export_onnx(back, tmp_path / "m.onnx", timesteps=8)
+    ort = onnx_export.run_onnx(exp.path, x.numpy())
+    for name, s in ours.items():
+        np.testing.assert_array_equal(np.asarray(sim[name]).reshape(s.shape), s)
+        np.testing.assert_array_equal(np.asarray(ort[name]).reshape(s.shape), s)
+    assert all(s.sum() > 0 for s in ours.values())
+
+
+def test_snntorch_importer_reproduces_the_residual_networks_spikes(tmp_path):
+    pytest.importorskip("nirtorch")
+    from snntorch.import_nir import import_from_nir
+
+    g = pruned_resnet()
+    path = write_nir(to_nir(g, timesteps=8, encoding="direct", readout="spikes"),
+                     tmp_path / "m.nir")
+    net = import_from_nir(nir.read(str(path)))
+    x = digits_seq(4)
+    ours = spikes_of(g, x)["head.2"]
+    for n in range(x.shape[1]):  # unbatched: see test_nir_export's note on Flatten(0)
+        reset_state(net)
+        state, outs = None, []
+        with torch.no_grad():
+            for t in range(x.shape[0]):
+                out, state = net(x[t, n], state)
+                outs.append(out.numpy())
+        np.testing.assert_array_equal(np.stack(outs), ours[:, n])
+
+
+def test_a_residual_nir_file_comes_back_as_a_network_that_runs_the_same(tmp_path):
+    g = pruned_resnet()
+    path = write_nir(to_nir(g, timesteps=8, encoding="direct", readout="spikes"),
+                     tmp_path / "m.nir")
+    model, meta = from_nir(path)
+    assert isinstance(model, NIRNetwork) and "layers.1.lif2" in meta["slamp.node_names"]
+    g2 = trace(model, (1, 8, 8))
+    assert sum(op.kind == "add" for op in g2.ops) == 2
+    x = digits_seq(12)
+    assert torch.equal(run(g2, x).spikes, run(g, x).spikes)
+
+
+def test_a_foreign_input_gain_is_folded_into_every_branch(tmp_path):
+    """Two Affine nodes into one LIF whose r = 1 (not snnTorch's tau/dt): both branches absorb
+    the gain dt/tau, so the imported model spikes as NIR's equations say."""
+    rng = np.random.default_rng(0)
+    tau = np.full(5, 4 * DT)
+    nodes = {"input": nir.Input(np.array([3])),
+             "a": nir.Affine(rng.normal(size=(5, 3)).astype(np.float32) * 6, np.zeros(5)),
+             "b": nir.Affine(rng.normal(size=(5, 3)).astype(np.float32) * 6, np.ones(5)),
+             "lif": nir.LIF(tau=tau, r=np.ones(5), v_leak=np.zeros(5),
+                            v_threshold=np.ones(5), v_reset=np.zeros(5)),
+             "output": nir.Output(np.array([5]))}
+    edges = [("input", "a"), ("input", "b"), ("a", "lif"), ("b", "lif"), ("lif", "output")]
+    p = tmp_path / "g.nir"
+    nir.write(str(p), nir.NIRGraph(nodes=nodes, edges=edges, metadata={"slamp.dt": DT}))
+    model, _ = from_nir(p)
+    x = torch.rand(6, 4, 3)
+    with torch.no_grad():
+        ours = run(trace(model, (3,)), x).spikes
+    ref = nir_sim.simulate(nir.read(str(p)), x.numpy())["lif"]
+    np.testing.assert_array_equal(ours.numpy(), np.asarray(ref).reshape(ours.shape))
+    assert ours.sum() > 0
+
+
+class SpikeSum(nn.Module):
+    """A residual join on spikes *after* the neurons (SEW-ResNet style): exported and run too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 6)
+        self.lif1 = snn.Leaky(beta=0.8, init_hidden=True)
+        self.fc2 = nn.Linear(6, 6)
+        self.lif2 = snn.Leaky(beta=0.8, init_hidden=True)
+        self.fc3 = nn.Linear(6, 4)
+        self.lif3 = snn.Leaky(beta=0.8, init_hidden=True)
+
+    def forward(self, x):
+        s1 = self.lif1(self.fc1(x))
+        return self.lif3(self.fc3(self.lif2(self.fc2(s1)) + s1))
+
+
+def test_join_after_the_neurons_exports_as_two_edges_into_the_next_layer(tmp_path):
+    torch.manual_seed(0)
+    net = SpikeSum()
+    with torch.no_grad():
+        for m in (net.fc1, net.fc2, net.fc3):
+            m.weight.mul_(5)
+    g = trace(net, (6,))
+    graph = to_nir(g, timesteps=6, encoding="direct", readout="spikes")
+    assert sorted(a for a, b in graph.edges if b == "fc3") == ["lif1", "lif2"]
+    x = torch.rand(6, 5, 6)
+    ours = spikes_of(g, x)
+    sim = nir_sim.simulate(nir.read(str(write_nir(graph, tmp_path / "s.nir"))), x.numpy())
+    for name, s in ours.items():
+        np.testing.assert_array_equal(np.asarray(sim[name]).reshape(s.shape), s)
+
+
+@pytest.mark.slow
+def test_cli_prunes_retrains_and_exports_the_residual_example(tmp_path, capsys):
+    out = tmp_path / "o"
+    code = main(["--model", RESNET, "--target", "loihi2", "--epochs", "1", "--sparsity", "0.8",
+                 "--verify-samples", "16", "--out", str(out)])
+    assert code == 0
+    err = capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["accuracy"]["dense"] >= 0.9
+    assert abs(rep["sparsity"]["achieved"] - 0.8) < 0.01
+    adds = [op for op in rep["model"]["ops"] if op["kind"] == "add"]
+    assert [a["inputs"] for a in adds] == [["layers.0.bn2", "stem.2"],
+                                           ["layers.1.bn2", "layers.1.shortcut.1"]]
+    # exports proven in their runtimes; the Lava builder and the fit checker say why they skip
+    assert rep["export"]["nir"]["exact"] and rep["export"]["onnx"]["exact"]
+    assert "Lava check skipped: NIR node 'layers.0.lif2' sums 2 inputs" in \
+        rep["export"]["lava"]["skipped"]
+    assert "fit" not in rep
+    assert any(w.startswith("fit check on loihi2 skipped: neurons 'layers.0.lif2' sum two "
+                            "inputs") for w in rep["warnings"])
+    assert "fit check on loihi2 skipped" in err
+    state = torch.load(out / "pruned.pt", weights_only=True)
+    kept = sum(int((state[f"{r['name']}.weight"] != 0).sum()) for r in rep["layers"])
+    assert kept == rep["sparsity"]["weights_kept"]
+
+
+def test_check_and_fit_search_refuse_residual_models_with_the_reason(capsys):
+    assert main(["check", "--target", "truenorth", "--model", RESNET]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: fit check on truenorth: neurons 'layers.0.lif2' sum two "
+                          "inputs (residual join 'layers.0.bn2+stem.2')")
+    assert err.count("\n") == 1
+    assert main(["--model", RESNET, "--target", "loihi2", "--fit", "--epochs", "0"]) == 1
+    assert "error: --fit: neurons 'layers.0.lif2' sum two inputs" in capsys.readouterr().err
+
+
+def test_train_script_trains_a_resnet_and_prints_the_command_that_prunes_it(tmp_path, capsys):
+    from slamp_deploy.loader import load_model
+
+    from .test_datasets import _train_main, write_cifar10
+
+    write_cifar10(tmp_path, per_batch=1, n_test=2)
+    out = tmp_path / "r18.pt"
+    meta = _train_main()(["--data", f"cifar10:{tmp_path}", "--model", "resnet18", "--epochs",
+                          "1", "--timesteps", "1", "--batch-size", "5", "--device", "cpu",
+                          "--out", str(out)])
+    assert meta["model"] == "slamp_deploy.examples.cifar_resnet:resnet18_cifar10"
+    assert (f"slamp-deploy --model slamp_deploy.examples.cifar_resnet:resnet18_cifar10 "
+            f"--weights {out}") in capsys.readouterr().out
+    loaded = load_model(meta["model"], str(out))
+    state = torch.load(out, weights_only=True)
+    assert torch.equal(loaded.model.state_dict()["stem.0.weight"], state["stem.0.weight"])
