@@ -133,7 +133,7 @@ def resnet_tiny_digits() -> SpikingResNet:
 
 
 def resnet19_cifar10() -> SpikingResNet:
-    """ResNet-19 for CIFAR-10: [N, 3, 32, 32] -> 10 classes (12.6M weights)."""
+    """ResNet-19 for CIFAR-10: [N, 3, 32, 32] -> 10 classes (12.7M weights)."""
     return resnet("resnet19", n_classes=10)
 
 

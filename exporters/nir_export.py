@@ -4,7 +4,8 @@ The toolkit writes NIR itself: snnTorch 1.0.0's ``export_to_nir`` fails with nir
 batch dimensions, scalar beta and conv nets, and drops what NIR cannot say. Conventions:
 
 * nodes ``input``/``output`` plus one node per layer, named by the module's qualified name;
-  a feed-forward chain of edges; types inferred before writing.
+  feed-forward edges; a residual add has no node of its own: its reader gets an edge from each
+  of its inputs (NIR sums the edges into a node); types inferred before writing.
 * Linear -> ``Affine`` (``Linear`` without bias); Conv1d/Conv2d -> ``Conv1d``/``Conv2d`` with
   every attribute; BatchNorm folded into the preceding synaptic weights and bias (pruned
   weights stay exactly zero); Flatten -> ``Flatten`` over the per-sample dims; AvgPool2d ->

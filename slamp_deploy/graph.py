@@ -93,7 +93,8 @@ class Layer:
 
 @dataclass(frozen=True, eq=False)
 class SpikingGraph:
-    """An ordered chain of ops traced from a model, plus what the pipeline needs to run it."""
+    """The ops traced from a model in call order (a chain, or a DAG with residual adds), plus
+    what the pipeline needs to run it."""
 
     model: nn.Module
     ops: tuple[Op, ...]

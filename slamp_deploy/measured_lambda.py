@@ -37,7 +37,7 @@ _STATE = ("mem", "syn")
 
 
 def _step(graph: SpikingGraph, h: torch.Tensor) -> torch.Tensor:
-    """One step through the chain (as :func:`slamp_deploy.runner.run` does); output membrane."""
+    """One step through the graph (as :func:`slamp_deploy.runner.run` does); output membrane."""
     last = graph.output_op
     h = step(graph, h)
     if last.kind in NEURON_KINDS:
