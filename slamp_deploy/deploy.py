@@ -5,7 +5,9 @@ Sits between the pruning core (which knows nothing of chips or file formats) and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -13,8 +15,9 @@ import torch
 
 from .capped import CappedAllocation, allocate_capped, find_fit_keep, profile_caps
 from .errors import ModelError, UsageError
-from .fit import FitReport, LayerGeometry, check_fit
-from .graph import ADD, NEURON_KINDS, SpikingGraph
+from .fit import IDENTITY, FitReport, LayerGeometry, check_fit
+from .fit import INPUT as INPUT_SOURCE
+from .graph import ADD, INPUT, NEURON_KINDS, SYNAPTIC_KINDS, SpikingGraph
 from .hardware import HardwareProfile
 from .scores import lamp_scores
 
@@ -22,7 +25,11 @@ SCORE_METHODS = ("slamp", "lamp", "global")
 
 
 def residual_reason(graph: SpikingGraph) -> str | None:
-    """Why the fit checker cannot map ``graph`` (it has residual joins), or None."""
+    """Why the cap-aware allocation and the fit search cannot handle ``graph``, or None.
+
+    They cap each synaptic layer's fan-in and synapses on its own; where a residual join adds
+    two currents into one neuron population, the caps would hold for each part, not the sum.
+    """
     adds = [i for i, op in enumerate(graph.ops) if op.kind == ADD]
     if not adds:
         return None
@@ -30,13 +37,107 @@ def residual_reason(graph: SpikingGraph) -> str | None:
     neuron = next((graph.ops[j].name for j in graph.downstream(i, through_neurons=False)
                    if graph.ops[j].kind in NEURON_KINDS), None)
     where = f"neurons '{neuron}' sum" if neuron else "the output sums"
-    return (f"{where} two inputs (residual join '{graph.ops[i].name}'), and the fit checker maps "
-            f"one synaptic layer onto each neuron population; residual networks are not "
-            f"checked against chip limits yet")
+    return (f"{where} two inputs (residual join '{graph.ops[i].name}'), and the cap-aware "
+            f"allocation caps each synaptic layer on its own, not the sum")
 
 
-def geometries(graph: SpikingGraph, masks: Mapping[str, torch.Tensor]) -> list[LayerGeometry]:
-    """The neutral per-layer description the fit checker and the capped allocator read."""
+#: ops a value passes one-to-one (element-wise or a reshape): an identity shortcut may cross them
+_ONE_TO_ONE = ("batchnorm", "dropout", "reshape", "flatten")
+
+
+def _origins(graph: SpikingGraph, j: int, where: str) -> list[tuple[int, bool]]:
+    """The synaptic ops, neuron ops or the input (INPUT) whose values reach op ``j``'s output
+    through adds and pass-through ops, each with whether the path is one-to-one."""
+    out: list[tuple[int, bool]] = []
+    todo = [(j, True)]
+    while todo:
+        k, one = todo.pop()
+        while k != INPUT and graph.ops[k].kind not in (*SYNAPTIC_KINDS, *NEURON_KINDS, ADD):
+            one = one and graph.ops[k].kind in _ONE_TO_ONE
+            k = graph.sources(k)[0]
+        if k != INPUT and graph.ops[k].kind == ADD:
+            todo.extend((src, one) for src in graph.sources(k))
+        else:
+            out.append((k, one))
+    return sorted(out)
+
+
+def _dag_wiring(graph: SpikingGraph, out: list[LayerGeometry]) -> list[LayerGeometry]:
+    """Sources, joined populations and identity shortcuts of a residual graph's layers."""
+    first: dict[str, str] = {}  # neuron op -> the first layer that drives it
+    for la in graph.layers:
+        if la.neuron is not None:
+            first.setdefault(la.neuron.name, la.name)
+    identities: list[LayerGeometry] = []
+    drivers: dict[str, int] = {}
+    for la in graph.layers:
+        if la.neuron is not None:
+            drivers[la.neuron.name] = drivers.get(la.neuron.name, 0) + 1
+
+    def source_of(k: int, who: str) -> str:
+        if k == INPUT:
+            return INPUT_SOURCE
+        name = graph.ops[k].name
+        if name not in first:
+            raise ModelError(f"fit check: {who} reads neurons '{name}', which no synaptic layer "
+                             f"drives; the fit checker cannot place them")
+        return first[name]
+
+    for i, op in enumerate(graph.ops):
+        if op.kind != ADD or any(graph.ops[c].kind == ADD for c in graph.consumers[i]):
+            continue  # handle each join once, at its last add
+        reach = graph.downstream(i, through_neurons=False)
+        hit = next((j for j in reach if graph.ops[j].kind in (*SYNAPTIC_KINDS, *NEURON_KINDS)),
+                   None)
+        if hit is None or graph.ops[hit].kind not in NEURON_KINDS:
+            raise ModelError(f"fit check: the residual join '{op.name}' adds spikes that feed "
+                             f"{'the output' if hit is None else repr(graph.ops[hit].name)} "
+                             f"directly; the fit checker maps joins of currents into a neuron "
+                             f"population (the sum before the neurons, as in "
+                             f"examples/cifar_resnet.py)")
+        pop = graph.ops[hit]
+        for k, one in _origins(graph, i, op.name):
+            if k != INPUT and graph.ops[k].kind in SYNAPTIC_KINDS:
+                continue  # a layer: joined through its population below
+            who = f"the shortcut into '{pop.name}'"
+            src_shape = graph.input_shape if k == INPUT else graph.ops[k].out_shape
+            if not one or math.prod(src_shape) != math.prod(pop.out_shape):
+                raise ModelError(f"fit check: {who} is not one-to-one (it pools or reshapes "
+                                 f"{list(src_shape)} into {list(pop.out_shape)}); the fit "
+                                 f"checker maps identity shortcuts only")
+            n = math.prod(pop.out_shape)
+            name = f"{pop.name}:identity"
+            while any(g.name == name for g in identities):
+                name += "'"
+            identities.append(LayerGeometry(
+                name=name, kind=IDENTITY, in_shape=tuple(pop.out_shape),
+                out_shape=tuple(pop.out_shape), mask=np.ones(n, dtype=bool),
+                neuron_shape=tuple(pop.out_shape), source=source_of(k, who),
+                population=pop.name))
+            drivers[pop.name] = drivers.get(pop.name, 0) + 1
+    wired = []
+    for la, g in zip(graph.layers, out, strict=True):
+        origins = _origins(graph, graph.sources(la.op_index)[0], la.name)
+        if len(origins) > 1:
+            raise ModelError(f"fit check: layer '{la.name}' reads the sum of "
+                             f"{len(origins)} neuron populations (a join after the neurons); "
+                             f"the fit checker maps joins of currents before the neurons")
+        src = source_of(origins[0][0], f"layer '{la.name}'")
+        pop = la.neuron.name if la.neuron is not None and drivers[la.neuron.name] > 1 else None
+        wired.append(replace(g, source=src, population=pop))
+    return wired + identities
+
+
+def geometries(graph: SpikingGraph, masks: Mapping[str, torch.Tensor], *,
+               wiring: bool = True) -> list[LayerGeometry]:
+    """The neutral per-layer description the fit checker and the capped allocator read.
+
+    A residual graph also gets (``wiring``) each layer's source, the neuron population of layers
+    whose currents are joined, and one ``identity`` connection per identity shortcut.
+
+    Raises:
+        ModelError: a residual join the fit checker cannot map (named, with why).
+    """
     out = []
     for la in graph.layers:
         op = graph.ops[la.op_index]
@@ -50,7 +151,7 @@ def geometries(graph: SpikingGraph, masks: Mapping[str, torch.Tensor]) -> list[L
             padding=tuple(m.padding) if conv else (),  # type: ignore[arg-type]
             dilation=tuple(m.dilation) if conv else (),  # type: ignore[arg-type]
             groups=int(m.groups) if conv else 1))  # type: ignore[arg-type]
-    return out
+    return out if graph.is_chain or not wiring else _dag_wiring(graph, out)
 
 
 def score_arrays(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
@@ -71,12 +172,21 @@ def has_caps(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
              profile: HardwareProfile) -> bool:
     """Does the profile put any count cap on any layer (fan-in, core synapse budget)?
 
-    False for residual networks, which the caps cannot be mapped onto (see
-    :func:`residual_reason`; the pipeline warns).
+    False for residual networks, which the caps are not applied to (:func:`caps_blocked`).
     """
-    if residual_reason(graph) is not None:
-        return False
-    caps = profile_caps(geometries(graph, alive), profile)
+    return residual_reason(graph) is None and _any_caps(graph, alive, profile)
+
+
+def caps_blocked(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
+                 profile: HardwareProfile) -> str | None:
+    """Why the profile's caps are not applied to this graph's allocation, or None."""
+    reason = residual_reason(graph)
+    return reason if reason is not None and _any_caps(graph, alive, profile) else None
+
+
+def _any_caps(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
+              profile: HardwareProfile) -> bool:
+    caps = profile_caps(geometries(graph, alive, wiring=False), profile)
     return any(c.fan_in_max is not None or c.group_max is not None for c in caps.values())
 
 
@@ -132,11 +242,8 @@ def fit_section(graph: SpikingGraph, masks: Mapping[str, torch.Tensor], profile:
     """Check the final masks against the chip and format the result for the report.
 
     Raises:
-        ModelError: the graph has residual joins (:func:`residual_reason`).
+        ModelError: a residual join the checker cannot map, or a mapper that maps no joins.
     """
-    reason = residual_reason(graph)
-    if reason is not None:
-        raise ModelError(f"fit check on {profile.name}: {reason}")
     rep = check_fit(geometries(graph, masks), profile, chips=chips, cores=cores)
     return rep, {"fits": rep.fits, "summary": rep.summary(), "report": rep.to_dict(),
                  "markdown": fit_markdown(rep)}

@@ -27,6 +27,7 @@ Counting conventions (exact, from the mask and the conv geometry):
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,9 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 INPUT = "@input"  # LayerGeometry.source value naming the network input
+IDENTITY = "identity"  # LayerGeometry.kind of a one-to-one connection (identity shortcut)
+#: mappers whose rules read only the connectivity counts, so joined layers can be merged
+_JOIN_MAPPERS = ("loihi", "truenorth", "spinnaker")
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,11 @@ class LayerGeometry:
     # Name of the layer whose neurons feed this op; None = the previous layer in the sequence
     # (the network input for the first layer); "@input" = the network input explicitly.
     source: str | None = None
+    # Name of the neuron population this op's current drives, where several ops drive one
+    # (residual joins): such ops are mapped together, onto the cores of one set of neurons, and
+    # their fan-ins add up. kind "identity" is a one-to-one connection of weight 1 (an identity
+    # shortcut): mask (n,) all True, in_shape = out_shape = the population's shape.
+    population: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,11 +105,19 @@ class LayerStats:
 def _validate(layer: LayerGeometry) -> None:
     """Shape checks; raises ModelError naming the layer."""
     where = f"layer {layer.name!r}"
-    if layer.kind not in ("linear", "conv1d", "conv2d"):
-        raise ModelError(f"{where}: kind = {layer.kind!r}: expected linear, conv1d or conv2d")
+    if layer.kind not in ("linear", "conv1d", "conv2d", IDENTITY):
+        raise ModelError(f"{where}: kind = {layer.kind!r}: expected linear, conv1d, conv2d or "
+                         f"{IDENTITY}")
     mask = layer.mask
     if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
         raise ModelError(f"{where}: mask must be a numpy bool array")
+    if layer.kind == IDENTITY:
+        n = math.prod(layer.out_shape)
+        if math.prod(layer.in_shape) != n or mask.shape != (n,):
+            raise ModelError(f"{where}: an identity connection needs in_shape and out_shape of "
+                             f"{n} units and a mask of shape ({n},); got {layer.in_shape}, "
+                             f"{layer.out_shape}, {mask.shape}")
+        return
     if layer.kind == "linear":
         if len(layer.in_shape) != 1 or len(layer.out_shape) != 1:
             raise ModelError(
@@ -159,6 +176,17 @@ def layer_stats(layer: LayerGeometry) -> LayerStats:
     """Exact fan-in, fan-out and per-core-group incidence of one layer."""
     _validate(layer)
     mask = layer.mask
+    if layer.kind == IDENTITY:
+        one = mask.astype(np.int64)
+
+        def one_to_one(starts: np.ndarray) -> np.ndarray:
+            out = np.zeros((one.size, len(starts)), dtype=np.int64)
+            core = np.searchsorted(starts, np.arange(one.size), side="right") - 1
+            out[np.arange(one.size), core] = one
+            return out
+
+        return LayerStats(n_out=one.size, n_in=one.size, kept_weights=int(one.sum()),
+                          fan_in=one, fan_out=one.copy(), incidence=one_to_one)
     if layer.kind == "linear":
         m = mask.astype(np.int64)
         fan_in = m.sum(axis=1)
@@ -522,19 +550,38 @@ def check_fit(
             fan_out_by_source[src] = prev + st.fan_out
         else:  # consumers read the source through different reshapes: bound by the sum of maxima
             fan_out_by_source[src] = np.full(1, prev.max(initial=0) + st.fan_out.max(initial=0))
-    ctx = _Ctx(
+    every = _Ctx(
         profile=profile,
         layers=layers,
         stats=stats,
         sources=sources,
         fan_out_by_source=fan_out_by_source,
     )
-
-    _rule_layer_kinds(ctx)
+    primary, merged = _populations(layers, stats)
     mapper = profile.mapper
+    joined = [lay for lay in layers if primary[lay.name] != lay.name or lay.kind == IDENTITY]
+    if joined and mapper not in _JOIN_MAPPERS:
+        lay = joined[0]
+        raise ModelError(f"fit check on {profile.name}: layer {lay.name!r} joins neuron "
+                         f"population {lay.population!r} with layer {primary[lay.name]!r} "
+                         f"(a residual join), which the {mapper} mapper does not model; the "
+                         f"{', '.join(_JOIN_MAPPERS)} mappers do")
+    # the mapped units: one per neuron population, its layers' connectivity merged
+    keep = [i for i, lay in enumerate(layers) if primary[lay.name] == lay.name]
+    ctx = _Ctx(
+        profile=profile,
+        layers=[layers[i] for i in keep],
+        stats=[merged.get(layers[i].name, stats[i]) for i in keep],
+        sources=[sources[i] for i in keep],
+        fan_out_by_source=fan_out_by_source,
+        checks=every.checks,
+        net=every.net,
+    )
+
+    _rule_layer_kinds(every)
     if mapper in ("loihi", "truenorth", "spinnaker"):
         _rule_fan_in(ctx)
-        _rule_fan_out(ctx)
+        _rule_fan_out(every)
         _rules_per_core(ctx)
     elif mapper == "speck":
         _rules_speck(ctx)
@@ -554,14 +601,18 @@ def check_fit(
         checks = tuple(ctx.checks.get(lay.name, []))
         binding, bmargin = _binding(checks)
         fo = ctx.fan_out_by_source[src]
+        joins = primary[lay.name] != lay.name
+        if joins:  # its neurons, fan-in and cores are the population's, on its first layer
+            binding, bmargin = f"mapped with {primary[lay.name]}", None
+        whole = merged.get(lay.name, st)
         layer_fits.append(
             LayerFit(
                 name=lay.name,
                 kind=lay.kind,
-                neurons=st.n_out,
+                neurons=0 if joins else st.n_out,
                 kept_weights=st.kept_weights,
                 kept_synapses=st.synapses,
-                max_fan_in=int(st.fan_in.max(initial=0)),
+                max_fan_in=int(whole.fan_in.max(initial=0)),
                 max_fan_out=int(fo.max(initial=0)),
                 cores=ctx.cores.get(lay.name),
                 cores_by_rule=tuple(ctx.cores_by_rule.get(lay.name, [])),
@@ -587,6 +638,49 @@ def check_fit(
         not_checked=not_checked,
         profile_sha256=profile.sha256,
     )
+
+
+def _populations(layers: Sequence[LayerGeometry], stats: Sequence[LayerStats]
+                 ) -> tuple[dict[str, str], dict[str, LayerStats]]:
+    """Layers that drive one neuron population (``population``), merged onto the first of them.
+
+    Returns each layer's primary (the first layer of its population, or itself) and, for each
+    primary of several layers, the merged counts: the same neurons, the fan-ins added up, the
+    inputs of all of them side by side.
+    """
+    primary: dict[str, str] = {}
+    members: dict[str, list[int]] = {}
+    for i, lay in enumerate(layers):
+        if lay.population is None:
+            primary[lay.name] = lay.name
+            continue
+        group = members.setdefault(lay.population, [])
+        primary[lay.name] = layers[group[0]].name if group else lay.name
+        group.append(i)
+    merged: dict[str, LayerStats] = {}
+    for pop, group in members.items():
+        if len(group) < 2:
+            continue
+        parts = [stats[i] for i in group]
+        n = parts[0].n_out
+        for i, st in zip(group, parts, strict=True):
+            if st.n_out != n:
+                raise ModelError(f"layer {layers[i].name!r}: drives {st.n_out} units of neuron "
+                                 f"population {pop!r}, but layer {layers[group[0]].name!r} "
+                                 f"drives {n}; joined layers must drive the same units")
+
+        def incidence(starts: np.ndarray, parts: list[LayerStats] = parts) -> np.ndarray:
+            return np.vstack([st.incidence(starts) for st in parts])
+
+        merged[layers[group[0]].name] = LayerStats(
+            n_out=n,
+            n_in=sum(st.n_in for st in parts),
+            kept_weights=sum(st.kept_weights for st in parts),
+            fan_in=np.sum([st.fan_in for st in parts], axis=0),
+            fan_out=np.concatenate([st.fan_out for st in parts]),
+            incidence=incidence,
+        )
+    return primary, merged
 
 
 def _binding(checks: Sequence[RuleResult]) -> tuple[str | None, int | None]:
@@ -689,6 +783,8 @@ def _not_checked(rule: str, layer: str | None, reason: str, conf: str = "unknown
 def _rule_layer_kinds(ctx: _Ctx) -> None:
     fig = ctx.profile.layers.supported
     for lay in ctx.layers:
+        if lay.kind == IDENTITY:  # one synapse per neuron: plain connectivity on every chip
+            continue
         if not fig.usable:
             ctx.add(_not_checked("layers.supported", lay.name, "supported layer kinds unknown"))
             continue

@@ -1,6 +1,6 @@
 """Residual networks (examples/cifar_resnet.py): traced as a DAG, pruned, retrained and exported,
-with every export run in its real runtime; the chip-side checks that cannot map a residual join
-say so instead of printing a number."""
+with every export run in its real runtime; fit-checked with the joined fan-ins added up, and the
+parts that cannot map a residual join (Lava, Speck/Xylo mappers, --fit) say so by name."""
 
 from __future__ import annotations
 
@@ -181,39 +181,93 @@ def test_join_after_the_neurons_exports_as_two_edges_into_the_next_layer(tmp_pat
 
 
 @pytest.mark.slow
-def test_cli_prunes_retrains_and_exports_the_residual_example(tmp_path, capsys):
+def test_cli_prunes_retrains_checks_and_exports_the_residual_example(tmp_path):
     out = tmp_path / "o"
     code = main(["--model", RESNET, "--target", "loihi2", "--epochs", "1", "--sparsity", "0.8",
                  "--verify-samples", "16", "--out", str(out)])
     assert code == 0
-    err = capsys.readouterr().err
     rep = json.loads((out / "report.json").read_text())
     assert rep["accuracy"]["dense"] >= 0.9
     assert abs(rep["sparsity"]["achieved"] - 0.8) < 0.01
     adds = [op for op in rep["model"]["ops"] if op["kind"] == "add"]
     assert [a["inputs"] for a in adds] == [["layers.0.bn2", "stem.2"],
                                            ["layers.1.bn2", "layers.1.shortcut.1"]]
-    # exports proven in their runtimes; the Lava builder and the fit checker say why they skip
+    # exports proven in their runtimes; the Lava builder says why it skips
     assert rep["export"]["nir"]["exact"] and rep["export"]["onnx"]["exact"]
     assert "Lava check skipped: NIR node 'layers.0.lif2' sums 2 inputs" in \
         rep["export"]["lava"]["skipped"]
-    assert "fit" not in rep
-    assert any(w.startswith("fit check on loihi2 skipped: neurons 'layers.0.lif2' sum two "
-                            "inputs") for w in rep["warnings"])
-    assert "fit check on loihi2 skipped" in err
+    # the fit check maps each joined population once, with the fan-ins of its inputs added up
+    fit = {row["name"]: row for row in rep["fit"]["report"]["layers"]}
+    assert rep["fit"]["fits"] is True
+    assert fit["layers.1.shortcut.0"]["binding_rule"] == "mapped with layers.1.conv2"
+    assert fit["layers.1.shortcut.0"]["neurons"] == 0
+    assert fit["layers.1.shortcut.0"]["cores"] is None
+    ident = fit["layers.0.lif2:identity"]
+    assert ident["kind"] == "identity" and ident["kept_synapses"] == 16 * 8 * 8
     state = torch.load(out / "pruned.pt", weights_only=True)
+    model = cifar_resnet.resnet_tiny()
+    model.load_state_dict(state, strict=False)
+
+    def fan_in(conv, shape):  # kept synapses into each output unit, by convolving ones
+        w = (conv.weight != 0).float()
+        return torch.nn.functional.conv2d(torch.ones(1, *shape), w, stride=conv.stride,
+                                          padding=conv.padding).flatten()
+
+    b0, b1 = model.layers[0], model.layers[1]
+    joined = fan_in(b1.conv2, (32, 4, 4)) + fan_in(b1.shortcut[0], (16, 8, 8))
+    assert fit["layers.1.conv2"]["max_fan_in"] == int(joined.max())
+    assert fit["layers.0.conv2"]["max_fan_in"] == int((fan_in(b0.conv2, (16, 8, 8)) + 1).max())
+    # the stem's neurons feed layers.0.conv1, the identity shortcut and layers.1 (through lif2)
+    assert fit["layers.0.conv1"]["max_fan_out"] > 0
     kept = sum(int((state[f"{r['name']}.weight"] != 0).sum()) for r in rep["layers"])
     assert kept == rep["sparsity"]["weights_kept"]
 
 
-def test_check_and_fit_search_refuse_residual_models_with_the_reason(capsys):
-    assert main(["check", "--target", "truenorth", "--model", RESNET]) == 1
+def test_check_maps_residual_joins_and_names_what_it_cannot(capsys):
+    # TrueNorth: 256 inputs per neuron; layers.1's neurons read 288 (3x3x32) + 16 (1x1 shortcut)
+    assert main(["check", "--target", "truenorth", "--model", RESNET]) == 3
     err = capsys.readouterr().err
-    assert err.startswith("error: fit check on truenorth: neurons 'layers.0.lif2' sum two "
-                          "inputs (residual join 'layers.0.bn2+stem.2')")
+    assert "layer layers.1.conv2: fan-in 304 > 256 (truenorth per-neuron limit)" in err
+    # Speck maps layers onto its own kernel memory: no joins there yet
+    assert main(["check", "--target", "speck", "--model", RESNET]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: fit check on speck: layer 'layers.1.shortcut.0' joins neuron "
+                          "population 'layers.1.lif2' with layer 'layers.1.conv2'")
     assert err.count("\n") == 1
     assert main(["--model", RESNET, "--target", "loihi2", "--fit", "--epochs", "0"]) == 1
     assert "error: --fit: neurons 'layers.0.lif2' sum two inputs" in capsys.readouterr().err
+
+
+def test_a_joined_population_maps_like_one_layer_over_both_inputs():
+    """Two Linear layers joined into one population give the per-core counts of one Linear layer
+    whose input is both inputs side by side (the merge is exact, not an estimate)."""
+    from slamp_deploy.fit import LayerGeometry, check_fit
+    from slamp_deploy.hardware import load_profile
+
+    rng = np.random.default_rng(0)
+    m1, m2 = rng.random((300, 200)) < 0.3, rng.random((300, 90)) < 0.5
+    pre = [LayerGeometry(name="a", kind="linear", in_shape=(64,), out_shape=(200,),
+                         mask=rng.random((200, 64)) < 0.5, neuron_shape=(200,), source="@input"),
+           LayerGeometry(name="b", kind="linear", in_shape=(64,), out_shape=(90,),
+                         mask=rng.random((90, 64)) < 0.5, neuron_shape=(90,), source="@input")]
+    joined = [
+        *pre,
+        LayerGeometry(name="p1", kind="linear", in_shape=(200,), out_shape=(300,), mask=m1,
+                      neuron_shape=(300,), source="a", population="p"),
+        LayerGeometry(name="p2", kind="linear", in_shape=(90,), out_shape=(300,), mask=m2,
+                      neuron_shape=(300,), source="b", population="p")]
+    # the same neurons as one layer reading a and b side by side (sources as one block)
+    one = [*pre, LayerGeometry(name="p1", kind="linear", in_shape=(290,), out_shape=(300,),
+                               mask=np.hstack([m1, m2]), neuron_shape=(300,), source="a")]
+    for target in ("loihi", "truenorth", "spinnaker"):
+        prof = load_profile(target)
+        a = {lf.name: lf for lf in check_fit(joined, prof).layers}
+        b = {lf.name: lf for lf in check_fit(one, prof).layers}
+        assert a["p1"].cores == b["p1"].cores and a["p1"].max_fan_in == b["p1"].max_fan_in
+        assert dict(a["p1"].cores_by_rule) == dict(b["p1"].cores_by_rule)
+        values = {c.rule: c.value for c in a["p1"].checks if c.rule.startswith("core.")}
+        assert values == {c.rule: c.value for c in b["p1"].checks if c.rule.startswith("core.")}
+        assert a["p2"].cores is None and a["p2"].binding_rule == "mapped with p1"
 
 
 def test_train_script_trains_a_resnet_and_prints_the_command_that_prunes_it(tmp_path, capsys):
