@@ -20,6 +20,14 @@ followed only by weights that cap also refuses, the greedy equals filtering bott
 surviving weight within its row, drop ranks ``>= F``; rank the survivors within their group, drop
 ranks ``>= B``; and so on. Each level is one stable sort, so 15M weights allocate in seconds.
 Ties break by flat index (stable sort on ``(-score, index)``).
+
+Residual joins (layers with the same ``LayerGeometry.population``) share their caps: row ``r``
+of every joined layer feeds the same neurons, so the fan-in cap (and a conv's per-row core
+budget) holds for the joined rows together, and a joined linear population shares its core
+groups. An identity shortcut into the population (kind ``identity``) takes one synapse per
+neuron off those caps and is not allocated (it has no weights to prune). The family stays
+laminar unless ``extra_caps`` adds a per-layer cap to a joined layer (rule-based methods): then
+the filter is still feasible, no cap is ever exceeded, but not necessarily optimal.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import numpy as np
 
 from slamp_deploy.errors import InfeasibleTargetError, ModelError
 from slamp_deploy.fit import (
+    IDENTITY,
     FitReport,
     LayerGeometry,
     _replace_masks,
@@ -164,20 +173,34 @@ def profile_caps(layers: Sequence[LayerGeometry], profile: HardwareProfile) -> d
         and npc is not None
         and budget is not None
     )
+    ident: dict[str, int] = {}  # population -> identity shortcuts into it
+    size: dict[str, int] = {}  # population -> layers joined into it
     for lay in layers:
-        caps = LayerCaps(fan_in_max=fan_in)
+        if lay.population is not None:
+            key = "ident" if lay.kind == IDENTITY else "size"
+            counts = ident if key == "ident" else size
+            counts[lay.population] = counts.get(lay.population, 0) + 1
+    for lay in layers:
+        if lay.kind == IDENTITY:
+            continue
+        taken = ident.get(lay.population, 0) if lay.population is not None else 0
+        joined = lay.population is not None and (taken or size.get(lay.population, 0) > 1)
+        f_in = None if fan_in is None else max(fan_in - taken, 0)
+        caps = LayerCaps(fan_in_max=f_in)
         if per_core and npc is not None and budget is not None:
             n_rows = lay.mask.shape[0]
             if lay.kind == "linear":
                 k = max(1, -(-n_rows // npc))
-                row_max = lay.mask.shape[1] if fan_in is None else min(fan_in, lay.mask.shape[1])
-                if budget < -(-n_rows // k) * row_max:  # otherwise the cap cannot bind
+                row_max = lay.mask.shape[1] if f_in is None else min(f_in, lay.mask.shape[1])
+                g_budget = max(budget - taken * -(-n_rows // k), 0)
+                # otherwise the cap cannot bind (a joined group may gather several layers' rows)
+                if joined or g_budget < -(-n_rows // k) * row_max:
                     starts = tuple(int(s) for s in core_starts(n_rows, k))
-                    caps = LayerCaps(fan_in_max=fan_in, group_starts=starts, group_max=budget)
+                    caps = LayerCaps(fan_in_max=f_in, group_starts=starts, group_max=g_budget)
             else:
-                row_cap = budget // npc
-                if row_cap < int(np.prod(lay.mask.shape[1:])):
-                    caps = LayerCaps(fan_in_max=row_cap if fan_in is None else min(fan_in, row_cap))
+                row_cap = max(budget // npc - taken, 0)
+                if joined or row_cap < int(np.prod(lay.mask.shape[1:])):
+                    caps = LayerCaps(fan_in_max=row_cap if f_in is None else min(f_in, row_cap))
         out[lay.name] = caps
     return out
 
@@ -230,12 +253,27 @@ def allocate_capped(
     unknown = sorted(set(extra) - {lay.name for lay in layers})
     if unknown:
         raise ModelError(f"extra_caps names unknown layers: {', '.join(unknown)}")
+    layers = [lay for lay in layers if lay.kind != IDENTITY]  # nothing to prune there
+    members: dict[str, list[int]] = {}
+    for i, lay in enumerate(layers):
+        if lay.population is not None:
+            members.setdefault(lay.population, []).append(i)
+    primary: dict[int, int] = {}  # joined layer -> the first layer of its population
+    for group in members.values():
+        if len(group) < 2:
+            continue
+        for i in group:
+            if layers[i].mask.shape[0] != layers[group[0]].mask.shape[0]:
+                raise ModelError(f"layer {layers[i].name!r}: {layers[i].mask.shape[0]} weight "
+                                 f"rows, but layer {layers[group[0]].name!r}, joined into the "
+                                 f"same neurons, has {layers[group[0]].mask.shape[0]}")
+            primary[i] = group[0]
     flat_scores, offsets, row_len, row_base, group_id_parts = [], [0], [], [0], []
     n_groups = 0
     layer_caps: list[LayerCaps] = []
     alive_parts: list[np.ndarray] = []
     pre_refused: list[np.ndarray] = []  # alive weights refused by the fan-in level
-    for lay in layers:
+    for li, lay in enumerate(layers):
         if lay.name not in scores:
             raise ModelError(f"no scores for layer {lay.name!r}")
         sc = np.asarray(scores[lay.name])
@@ -253,7 +291,8 @@ def allocate_capped(
         flat_scores.append(sc)
         alive_l = (sc > 0) & lay.mask.reshape(-1)
         n_rows = lay.mask.shape[0]
-        if c.fan_in_max is not None and n_rows and c.fan_in_max < sc.size // n_rows:
+        if (li not in primary and c.fan_in_max is not None and n_rows
+                and c.fan_in_max < sc.size // n_rows):
             # Fan-in level first, per row (cheap), so the global sort sees only its survivors.
             # Refused-but-alive weights are recorded in pre_refused for the binding report.
             key = np.where(alive_l, -sc, np.inf).reshape(n_rows, -1)
@@ -271,8 +310,10 @@ def allocate_capped(
         rl = sc.size // n_rows if n_rows else 0
         row_len.append(rl)
         row_base.append(row_base[-1] + n_rows)
-        # core group of each row
-        if c.group_starts is not None:
+        # core group of each row (a joined layer's rows share its population's groups)
+        if li in primary and primary[li] != li:
+            group_id_parts.append(group_id_parts[primary[li]])
+        elif c.group_starts is not None:
             starts = np.asarray(c.group_starts, dtype=np.int64)
             if starts.size == 0 or starts[0] != 0 or (np.diff(starts) <= 0).any():
                 raise ModelError(f"layer {lay.name!r}: group_starts must start at 0 and increase")
@@ -312,6 +353,14 @@ def allocate_capped(
     def per_layer(values: list[int | None]) -> np.ndarray:
         return np.asarray([inf if v is None else v for v in values], dtype=np.int64)
 
+    if primary:  # joined rows: one fan-in cap over the same row of every joined layer
+        alias = np.asarray([row_base[primary.get(li, li)] for li in range(n_layers)],
+                           dtype=np.int64)
+        row_joined = alias[lay_o] + row_local
+        fmax = per_layer([c.fan_in_max if li in primary else None
+                          for li, c in enumerate(layer_caps)])
+        if (fmax[lay_o] < inf).any():
+            apply(0, row_joined, fmax[lay_o])
     gmax = per_layer([c.group_max if c.group_starts is not None else None for c in layer_caps])
     if (gmax[lay_o] < inf).any():
         apply(1, row_group[row_global], gmax[lay_o])
@@ -334,7 +383,8 @@ def allocate_capped(
         in_layer = lay_o == li
         lvl = refused_at[in_layer]
         pre_l = pre[a:b]
-        counts = [int(pre_l.sum())] + [int((lvl == i).sum()) for i in range(1, len(LEVELS))]
+        counts = ([int(pre_l.sum()) + int((lvl == 0).sum())]
+                  + [int((lvl == i).sum()) for i in range(1, len(LEVELS))])
         refused = tuple(zip(LEVELS, counts, strict=True))
         # Binding: the level that refused the layer's best refused weight (score desc, index).
         best: tuple[float, int, str] | None = None

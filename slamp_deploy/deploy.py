@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .capped import CappedAllocation, allocate_capped, find_fit_keep, profile_caps
+from .capped import (
+    CappedAllocation,
+    LayerCaps,
+    allocate_capped,
+    find_fit_keep,
+    profile_caps,
+)
 from .errors import ModelError, UsageError
 from .fit import IDENTITY, FitReport, LayerGeometry, check_fit
 from .fit import INPUT as INPUT_SOURCE
@@ -22,23 +28,6 @@ from .hardware import HardwareProfile
 from .scores import lamp_scores
 
 SCORE_METHODS = ("slamp", "lamp", "global")
-
-
-def residual_reason(graph: SpikingGraph) -> str | None:
-    """Why the cap-aware allocation and the fit search cannot handle ``graph``, or None.
-
-    They cap each synaptic layer's fan-in and synapses on its own; where a residual join adds
-    two currents into one neuron population, the caps would hold for each part, not the sum.
-    """
-    adds = [i for i, op in enumerate(graph.ops) if op.kind == ADD]
-    if not adds:
-        return None
-    i = adds[0]
-    neuron = next((graph.ops[j].name for j in graph.downstream(i, through_neurons=False)
-                   if graph.ops[j].kind in NEURON_KINDS), None)
-    where = f"neurons '{neuron}' sum" if neuron else "the output sums"
-    return (f"{where} two inputs (residual join '{graph.ops[i].name}'), and the cap-aware "
-            f"allocation caps each synaptic layer on its own, not the sum")
 
 
 #: ops a value passes one-to-one (element-wise or a reshape): an identity shortcut may cross them
@@ -172,21 +161,29 @@ def has_caps(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
              profile: HardwareProfile) -> bool:
     """Does the profile put any count cap on any layer (fan-in, core synapse budget)?
 
-    False for residual networks, which the caps are not applied to (:func:`caps_blocked`).
+    False where the caps cannot be mapped onto the graph (:func:`caps_blocked`).
     """
-    return residual_reason(graph) is None and _any_caps(graph, alive, profile)
+    return caps_blocked(graph, alive, profile) is None and _any_caps(
+        geometries(graph, alive), profile)
 
 
 def caps_blocked(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
                  profile: HardwareProfile) -> str | None:
-    """Why the profile's caps are not applied to this graph's allocation, or None."""
-    reason = residual_reason(graph)
-    return reason if reason is not None and _any_caps(graph, alive, profile) else None
+    """Why the profile's caps are not applied to this graph's allocation, or None.
+
+    Residual joins of currents share their caps (slamp_deploy.capped); a join the fit checker
+    cannot map (spikes summed after the neurons, a pooled shortcut) blocks them, if there are any.
+    """
+    try:
+        geometries(graph, alive)
+    except ModelError as e:
+        if _any_caps(geometries(graph, alive, wiring=False), profile):
+            return str(e).removeprefix("fit check: ")
+    return None
 
 
-def _any_caps(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
-              profile: HardwareProfile) -> bool:
-    caps = profile_caps(geometries(graph, alive, wiring=False), profile)
+def _any_caps(geoms: list[LayerGeometry], profile: HardwareProfile) -> bool:
+    caps = profile_caps(geoms, profile)
     return any(c.fan_in_max is not None or c.group_max is not None for c in caps.values())
 
 
@@ -208,6 +205,13 @@ def capped_masks(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
                                 sum(keep.values()))
         return to_torch(alloc), {k: _binding(v, method) for k, v in alloc.binding.items()}
     masks, binding = {}, {}
+    if not graph.is_chain:  # joined layers share caps: one call, each layer's count as its cap
+        scores = {g.name: (graph.layer(g.name).weight.detach().cpu().abs().double()
+                           * alive[g.name]).numpy() for g in geoms if g.kind != IDENTITY}
+        alloc = allocate_capped(scores, geoms, profile, None,
+                                extra_caps={k: LayerCaps(layer_max=v) for k, v in keep.items()})
+        return to_torch(alloc), {k: _binding("global" if v == "layer" else v, method)
+                                 for k, v in alloc.binding.items()}
     for g in geoms:
         la = graph.layer(g.name)
         s = {g.name: (la.weight.detach().cpu().abs().double() * alive[g.name]).numpy()}
@@ -230,9 +234,6 @@ def fit_keep(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
     if method not in SCORE_METHODS:
         raise UsageError(f"--fit --method {method}: the fit search needs a score-based method "
                          f"({', '.join(SCORE_METHODS)}); pass --sparsity instead")
-    reason = residual_reason(graph)
-    if reason is not None:
-        raise UsageError(f"--fit: {reason}; pass --sparsity instead")
     return find_fit_keep(score_arrays(graph, method, lambdas, alive), geometries(graph, alive),
                          profile, chips, cores)
 

@@ -336,8 +336,7 @@ class PipelineContext:
                 if blocked is not None:
                     assert self.profile is not None
                     warnings.warn(f"{self.profile.name}'s caps (fan-in, synapses per core) are "
-                                  f"not applied to the allocation: {blocked}; the fit check "
-                                  f"after retraining still counts the joined fan-ins",
+                                  f"not applied to the allocation: {blocked}",
                                   SlampWarning, stacklevel=2)
                 if self.profile is not None and has_caps(g, alive, self.profile):
                     self.masks, binding = capped_masks(g, c.method, self.lambdas, alive,
