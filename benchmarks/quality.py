@@ -78,12 +78,15 @@ ABLATIONS: dict[str, tuple[str, str, str, bool]] = {
 #: per mode: tasks, methods, sparsities, seeds, ablation sparsities, retraining epochs per task
 MODES: dict[str, dict[str, Any]] = {
     "quick": {"tasks": TASKS, "methods": METHODS, "sparsities": (0.9,), "seeds": (0,),
-              "ablation_sparsities": (0.9,), "epochs": {"digits": 1, "temporal": 1},
-              "train_limit": {"digits": None, "temporal": 1000}, "eval_limit": None},
+              "ablation_sparsities": (0.9,),
+              "epochs": {"digits": 1, "digits-resnet": 1, "temporal": 1},
+              "train_limit": {"digits": None, "digits-resnet": None, "temporal": 1000},
+              "eval_limit": None},
     "full": {"tasks": TASKS, "methods": METHODS, "sparsities": SPARSITIES, "seeds": (0, 1, 2),
              "ablation_sparsities": (0.8, 0.9, 0.95, 0.98),
-             "epochs": {"digits": 3, "temporal": 2},
-             "train_limit": {"digits": None, "temporal": None}, "eval_limit": None},
+             "epochs": {"digits": 3, "digits-resnet": 3, "temporal": 2},
+             "train_limit": {"digits": None, "digits-resnet": None, "temporal": None},
+             "eval_limit": None},
 }
 
 

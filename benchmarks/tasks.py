@@ -3,6 +3,9 @@
 * ``digits``: the built-in example (scikit-learn digits, conv SNN, beta 0.5..0.95, T = 8, direct
   encoding). The evaluation set is the held-out part of the seed-0 split that
   ``examples/train_digits.py`` trained on, so no seed evaluates on samples the dense network saw.
+* ``digits-resnet``: the same digits data and split with a residual network
+  (``examples/cifar_resnet.py:resnet_tiny_digits``: stem, an identity-shortcut block and a
+  1x1-conv-shortcut block, one Linear layer; all beta 0.9), to see the method on a DAG.
 * ``temporal``: synthetic event-camera motion classes (``examples/temporal_task.py``), sequences
   ``[T=24, N, 32]``, a 3-layer MLP with beta 0.3 / 0.9 / 0.97; fixed training and evaluation sets
   drawn from disjoint seeds.
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-TASKS = ("digits", "temporal")
+TASKS = ("digits", "digits-resnet", "temporal")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,14 @@ def prepare(name: str, workdir: str | Path, *, train_limit: int | None = None,
     """
     d = Path(workdir)
     d.mkdir(parents=True, exist_ok=True)
+    if name == "digits-resnet":
+        t = prepare("digits", d, train_limit=train_limit, eval_limit=eval_limit)
+        return Task(name=name, model="slamp_deploy.examples.cifar_resnet:resnet_tiny_digits",
+                    weights=None, train=t.train, eval=t.eval, encoding=t.encoding,
+                    readout=t.readout, timesteps=t.timesteps,
+                    description="scikit-learn digits 8x8, residual SNN (two basic blocks, "
+                                "identity and 1x1-conv shortcuts, beta 0.9), T=8, direct "
+                                "encoding, spike-count readout")
     if name == "digits":
         from slamp_deploy.examples import digits
 
