@@ -48,9 +48,18 @@ Network built (one Lava run for all N samples)
 * Direct (real-valued) input reaches layer 1 as graded spikes: the input RingBuffer sends x_t
   as payload and layer 1's Sparse has ``num_message_bits=24`` (a_out = W x_t). Binary input
   (all 0/1) uses plain spikes.
-* Delay: each Sparse adds one step, so neuron layer l (1-based) emits model step t at Lava step
-  t + l + 1, i.e. sink index t + l. The run lasts T + L steps (L neuron layers), input and bias
-  buffers are zero-padded so the ring never wraps, and out.npz holds sink[t + l] for t < T.
+* Delay: each Sparse adds one step, so a neuron layer at depth d (1 + the depth of its deepest
+  source; the input has depth 0; in a chain, layer l has depth l) emits model step t at Lava
+  step t + d + 1, i.e. sink index t + d. The run lasts T + max d steps, input and bias buffers
+  are zero-padded so the ring never wraps, and out.npz holds sink[t + d] for t < T.
+* Residual joins: every edge into a neuron node is one input branch (the chain of synaptic and
+  shape nodes back to a neuron node or the input), composed on its own and connected by its own
+  Sparse into the same ``a_in``, which Lava sums. A branch from a shallower source (a shortcut)
+  goes through a ``DelaySparse`` that holds it ``depth - 1 - source depth`` steps (Loihi 2: at
+  most 63), so all branches arrive together. In fixed_pt the branches share the layer's
+  mantissa scale and weight exponent (quantized as one matrix); only a graded-input branch
+  differs, by the input shift. A synaptic node with several inputs (a join after the neurons)
+  is refused by name.
 
 floating_pt uses float64 (Lava's float models); it agrees spike for spike with
 ``nir_sim.simulate(graph, x, dtype=float64)``. fixed_pt quantizes per layer:
@@ -123,6 +132,11 @@ class Stage:
     reset_substituted: bool
     refractory: bool
     threshold_normalized: bool
+    # where the columns of ``matrix`` come from: one (source, size) per input branch, in column
+    # order; a source is a neuron node or the Input node. A chain has one branch: the layer
+    # before. Residual joins have several, summed into the same neurons.
+    sources: tuple[tuple[str, int], ...] = ()
+    depth: int = 1  # Lava steps from the input: 1 + the deepest source's depth (input: 0)
 
     @property
     def n_in(self) -> int:
@@ -194,26 +208,52 @@ def build_stages(graph: Any) -> tuple[list[Stage], list[str]]:
     preds: dict[str, list[str]] = {n: [] for n in order}
     for src, dst in graph.edges:
         preds[dst].append(src)
-    for n in order:
-        if len(preds[n]) > 1:
-            raise ExportError(
-                f"NIR node {n!r} has {len(preds[n])} inputs; the Lava backend supports "
-                "feed-forward chains only"
-            )
     inp = order[0]
     in_shape = nir_sim.node_shape(graph.nodes[inp], "output")
+    neuron = {n for n in order if type(graph.nodes[n]).__name__ in nir_sim.NEURON_TYPES}
     stages: list[Stage] = []
-    pending: list[str] = []
-    cur_shape = in_shape
+    by_name: dict[str, Stage] = {}
+    used: set[str] = set()
     for n in order[1:]:
         node = graph.nodes[n]
-        tname = type(node).__name__
-        if tname == "Output":
+        if n not in neuron:
             continue
-        if tname not in nir_sim.NEURON_TYPES:
-            pending.append(n)
-            continue
-        mat, bias, out_shape = compose_affine(graph, pending, cur_shape)
+        # one branch per edge into the neuron node: the chain of synaptic/shape nodes back to
+        # a neuron node or the input (NIR sums the edges into a node)
+        mats, biases, srcs, linear, shapes = [], [], [], [], []
+        for head in preds[n]:
+            chain: list[str] = []
+            cur = head
+            while cur != inp and cur not in neuron:
+                if len(preds[cur]) != 1:
+                    raise ExportError(
+                        f"NIR node {cur!r} has {len(preds[cur])} inputs; the Lava backend joins "
+                        f"branches only at neuron nodes (sum the currents before the neurons)")
+                chain.append(cur)
+                cur = preds[cur][0]
+            chain.reverse()
+            src_shape = in_shape if cur == inp else by_name[cur].shape
+            mat_b, bias_b, shape_b = compose_affine(graph, chain, src_shape)
+            mats.append(mat_b)
+            biases.append(bias_b)
+            srcs.append((cur, int(np.prod(src_shape)) if src_shape else 1))
+            linear.extend(chain)
+            shapes.append(shape_b)
+            used.update(chain)
+        if len(set(shapes)) > 1:
+            raise ExportError(f"NIR node {n!r} sums inputs of shapes "
+                              f"{', '.join(map(str, shapes))}")
+        out_shape = shapes[0]
+        mat = sp.hstack(mats, format="csr") if len(mats) > 1 else mats[0]
+        bias = None
+        for b in biases:
+            if b is not None:
+                bias = b if bias is None else bias + b
+        cur_shape = (
+            in_shape if len(srcs) == 1 and srcs[0][0] == inp else
+            by_name[srcs[0][0]].shape if len(srcs) == 1 else (sum(k for _, k in srcs),))
+        depth = 1 + max(0 if src == inp else by_name[src].depth for src, _ in srcs)
+        pending = linear
         p = nir_sim.neuron_params(n, node, dt)
         if tuple(p.threshold.shape) != out_shape:
             raise ExportError(
@@ -243,21 +283,22 @@ def build_stages(graph: Any) -> tuple[list[Stage], list[str]]:
             leak = p.leak.reshape(-1) / (thr if normalized else 1.0)
             bias = leak if bias is None else bias + leak
         mech = p.reset_mechanism
-        stages.append(
-            Stage(
-                name=n, kind=p.kind, linear_nodes=tuple(pending), in_shape=cur_shape,
-                shape=out_shape, matrix=sp.csr_matrix(mat), bias=bias,
-                threshold=1.0 if normalized else float(thr[0]), beta=beta, alpha=alpha,
-                reset_mechanism=mech, reset_substituted=mech != "zero",
-                refractory=p.kind == "CubaLIF" and p.reset_delay,
-                threshold_normalized=normalized,
-            )
+        stage = Stage(
+            name=n, kind=p.kind, linear_nodes=tuple(pending), in_shape=cur_shape,
+            shape=out_shape, matrix=sp.csr_matrix(mat), bias=bias,
+            threshold=1.0 if normalized else float(thr[0]), beta=beta, alpha=alpha,
+            reset_mechanism=mech, reset_substituted=mech != "zero",
+            refractory=p.kind == "CubaLIF" and p.reset_delay,
+            threshold_normalized=normalized, sources=tuple(srcs), depth=depth,
         )
-        pending = []
-        cur_shape = out_shape
+        stages.append(stage)
+        by_name[n] = stage
     if not stages:
         raise ExportError("NIR graph has no neuron node (LIF, IF or CubaLIF): nothing to run")
-    return stages, pending
+    # nodes after the last neuron layer (a trailing readout Affine, say): not run in Lava
+    ignored = [n for n in order[1:] if n not in neuron and n not in used
+               and type(graph.nodes[n]).__name__ != "Output"]
+    return stages, ignored
 
 
 # --------------------------------------------------------------------------- fixed point
@@ -374,18 +415,6 @@ def _shift(a: np.ndarray, exp: int) -> np.ndarray:
     return np.left_shift(a, exp) if exp >= 0 else np.right_shift(a, -exp)
 
 
-def observed_a_in(w_q: QuantWeights, b_q: QuantWeights | None, inputs: np.ndarray) -> float:
-    """Largest |a_in| the layer's Sparse processes produced for these inputs [steps, n_in]
-    (the weight part as Lava's bit-accurate Sparse computes it, plus the bias column)."""
-    if inputs.size == 0 or w_q.matrix.shape[0] == 0:
-        return 0.0
-    acc = np.asarray(w_q.matrix.astype(np.int64) @ inputs.astype(np.int64).T)
-    a = _shift(acc, w_q.weight_exp)
-    if b_q is not None:
-        a = a + _shift(b_q.matrix.toarray().astype(np.int64), b_q.weight_exp)
-    return float(np.abs(a).max())
-
-
 # --------------------------------------------------------------------------- Lava run
 
 
@@ -498,9 +527,12 @@ def run_lava_network(
 
     fixed = mode == "fixed_pt"
     t0 = time.perf_counter()
+    from lava.proc.sparse.process import DelaySparse
+
     n_steps, n = x.shape[:2]
     n_layers = len(stages)
-    steps = n_steps + n_layers
+    steps = n_steps + max(st.depth for st in stages)
+    depth = {st.name: st.depth for st in stages}
     flat = x.reshape(n_steps, n, -1).astype(np.float64)
     binary = bool(np.all((flat == 0) | (flat == 1)))
     stats: dict[str, Any] = {"layers": [], "warnings": []}
@@ -521,8 +553,8 @@ def run_lava_network(
     src_data = np.zeros((n * flat.shape[2], steps))
     src_data[:, :n_steps] = flat.transpose(1, 2, 0).reshape(n * flat.shape[2], n_steps)
     bias_data = np.zeros((n_layers, steps))
-    for li in range(n_layers):
-        bias_data[li, li:] = 1.0  # layer li+1's input first reaches its Sparse at step li+1
+    for li, st in enumerate(stages):
+        bias_data[li, st.depth - 1:] = 1.0  # its input first reaches its Sparse then
     dtype = np.int32 if fixed else np.float64
     source = Source(data=src_data.astype(dtype))
     bias_src = Source(data=bias_data.astype(dtype))
@@ -530,22 +562,20 @@ def run_lava_network(
     sinks = []
     neurons = []
     qmats: list[tuple[QuantWeights, QuantWeights | None]] = []
-    prev_out = source.s_out
+    outs: dict[str, Any] = {}  # neuron node -> its s_out port
     for li, st in enumerate(stages):
+        branches = list(st.sources) or [(None, st.n_in)]  # a Stage built without sources
+        from_input = [src is None or src not in depth for src, _ in branches]
         info: dict[str, Any] = {
-            "name": st.name, "kind": st.kind, "delay": li + 1, "n_neurons": st.n_out,
+            "name": st.name, "kind": st.kind, "delay": st.depth, "n_neurons": st.n_out,
             "linear_nodes": list(st.linear_nodes), "nnz_per_sample": int(st.matrix.nnz),
             "reset_mechanism": st.reset_mechanism, "reset_substituted": st.reset_substituted,
             "threshold_normalized": st.threshold_normalized,
         }
-        graded = li == 0 and not binary
-        kw: dict[str, Any] = {"num_message_bits": 24 if graded else 0}
+        graded = any(from_input) and not binary
         if fixed:
-            w_q, b_q, nparams = quantize_stage(
-                st, clip_percentile, input_shift if graded else 0, graded)
+            w_q, b_q, nparams = quantize_stage(st, clip_percentile, 0, graded)
             mat = w_q.matrix
-            kw.update(weight_exp=w_q.weight_exp, num_weight_bits=8,
-                      sign_mode=getattr(SignMode, w_q.sign_mode))
             quant = {"weights": {**w_q.stats, "weight_exp": w_q.weight_exp,
                                  "sign_mode": w_q.sign_mode}, **nparams}
             if b_q is not None:
@@ -566,7 +596,6 @@ def run_lava_network(
             bias_mat = None if st.bias is None else sp.csr_matrix(st.bias.reshape(-1, 1))
             bias_kw = {}
         info.update(du=du, dv=dv, vth=vth)
-        conn = Sparse(weights=sp.kron(eye, mat, format="csr"), name=f"syn_{st.name}", **kw)
         shape = (n * st.n_out,)
         if st.refractory:
             neuron = LIFRefractory(shape=shape, du=du, dv=dv, vth=vth, refractory_period=1,
@@ -575,8 +604,37 @@ def run_lava_network(
         else:
             neuron = LIF(shape=shape, du=du, dv=dv, vth=vth, name=f"neu_{st.name}")
             info["lava_process"] = "LIF"
-        prev_out.connect(conn.s_in)
-        conn.a_out.connect(neuron.a_in)
+        # one connection process per input branch, all summed into the neurons' a_in; a branch
+        # from a shallower source waits (DelaySparse) so every branch arrives in the same step
+        col = 0
+        info["branches"] = []
+        for (src, size), inp_branch in zip(branches, from_input, strict=True):
+            part = sp.csr_matrix(mat[:, col:col + size])
+            col += size
+            wait = st.depth - 1 - (0 if inp_branch else depth[src])
+            g = inp_branch and not binary
+            kw: dict[str, Any] = {"num_message_bits": 24 if g else 0}
+            if fixed:
+                kw.update(weight_exp=w_q.weight_exp - (input_shift if g else 0),
+                          num_weight_bits=8, sign_mode=getattr(SignMode, w_q.sign_mode))
+            weights = sp.kron(eye, part, format="csr")
+            tag = "input" if inp_branch else src
+            if wait > 63:
+                raise ExportError(f"NIR node {st.name!r}: the branch from {tag!r} must wait "
+                                  f"{wait} steps; Loihi 2 delays synapses by 63 at most")
+            if wait > 0:
+                if g:
+                    raise ExportError(f"NIR node {st.name!r}: a delayed branch from the graded "
+                                      f"network input is not supported")
+                delays = weights.copy()
+                delays.data = np.full(delays.nnz, wait, dtype=np.int64)
+                conn = DelaySparse(weights=weights, delays=delays, max_delay=wait,
+                                   name=f"syn_{st.name}_{tag}", **kw)
+            else:
+                conn = Sparse(weights=weights, name=f"syn_{st.name}_{tag}", **kw)
+            (source.s_out if inp_branch else outs[src]).connect(conn.s_in)
+            conn.a_out.connect(neuron.a_in)
+            info["branches"].append({"source": tag, "wait": wait, "nnz_per_sample": part.nnz})
         if bias_mat is not None:
             # column li of an (n_out, L) matrix: only channel li of the bias source reaches it
             col = sp.csr_matrix(
@@ -593,7 +651,7 @@ def run_lava_network(
         neuron.s_out.connect(sink.a_in)
         sinks.append(sink_path)
         neurons.append(neuron)
-        prev_out = neuron.s_out
+        outs[st.name] = neuron.s_out
         if st.reset_substituted:
             stats["warnings"].append(
                 f"layer {st.name!r} uses {st.reset_mechanism} reset; Loihi resets to zero, so "
@@ -624,19 +682,32 @@ def run_lava_network(
             raise ExportError(f"Lava run ended without writing {path.name}: see stderr")
         raw.append(np.load(path))
         path.unlink()
-    for li, (st, data) in enumerate(zip(stages, raw, strict=True)):
-        d = li + 1
-        aligned = data[:, d : d + n_steps]  # sink index t + l for model step t < T
+    for st, data in zip(stages, raw, strict=True):
+        d = st.depth
+        aligned = data[:, d : d + n_steps]  # sink index t + depth for model step t < T
         arr = aligned.T.reshape((n_steps, n, *st.shape)) != 0
         spikes[st.name] = arr.astype(np.uint8)
     if fixed:
-        layer_in = flat.reshape(n_steps * n, -1)  # quantized graded input, or 0/1 spikes
+        x_in = flat.reshape(n_steps * n, -1)  # quantized graded input, or 0/1 spikes
         for li, (st, (w_q, b_q)) in enumerate(zip(stages, qmats, strict=True)):
-            a_in = observed_a_in(w_q, b_q, layer_in)
+            a_in, col = 0.0, 0
+            acc: np.ndarray | int = 0
+            for src, size in (st.sources or [(None, st.n_in)]):
+                g = (src is None or src not in depth) and not binary
+                inp_b = (x_in if src is None or src not in depth else
+                         spikes[src].reshape(n_steps * n, -1).astype(np.int64))
+                part = w_q.matrix[:, col:col + size]
+                col += size
+                if part.nnz and inp_b.size:
+                    prod = np.asarray(part.astype(np.int64) @ inp_b.astype(np.int64).T)
+                    acc = acc + _shift(prod, w_q.weight_exp - (input_shift if g else 0))
+            if b_q is not None:
+                acc = acc + _shift(b_q.matrix.toarray().astype(np.int64), b_q.weight_exp)
+            if isinstance(acc, np.ndarray) and acc.size:
+                a_in = float(np.abs(acc).max())
             q = stats["layers"][li]["quant"]
             q["a_in_max_abs_observed"] = a_in
             q["a_in_overflow_observed"] = bool(a_in > A_IN_MAX)
-            layer_in = spikes[st.name].reshape(n_steps * n, -1).astype(np.int64)
     t_end = time.perf_counter()
     stats["lava_steps"] = steps
     stats["timings"] = {"build_s": t_build - t0, "lava_s": t_end - t_build}

@@ -1,6 +1,7 @@
 """Residual networks (examples/cifar_resnet.py): traced as a DAG, pruned, retrained and exported,
-with every export run in its real runtime; fit-checked with the joined fan-ins added up, and the
-parts that cannot map a residual join (Lava, Speck/Xylo mappers, --fit) say so by name."""
+with every export run in its real runtime (Lava's simulator included); fit-checked and capped
+with the joined fan-ins added up; what cannot map a join (Speck/Xylo mappers, joins after the
+neurons in Lava) says so by name."""
 
 from __future__ import annotations
 
@@ -164,6 +165,35 @@ class SpikeSum(nn.Module):
         return self.lif3(self.fc3(self.lif2(self.fc2(s1)) + s1))
 
 
+def test_lava_stages_give_each_join_one_branch_per_edge_with_its_depth():
+    from slamp_deploy.exporters import lava_runner
+
+    g = pruned_resnet()
+    graph = to_nir(g, timesteps=8, encoding="direct", readout="spikes")
+    stages, ignored = lava_runner.build_stages(graph)
+    by = {st.name: st for st in stages}
+    assert ignored == [] and by["stem.2"].depth == 1 and by["layers.0.lif2"].depth == 3
+    assert [src for src, _ in by["layers.0.lif2"].sources] == ["layers.0.lif1", "stem.2"]
+    assert by["layers.1.lif2"].depth == 5 and [src for src, _ in by["layers.1.lif2"].sources] \
+        == ["layers.1.lif1", "layers.0.lif2"]
+    # the identity shortcut's columns are the identity (gain and threshold 1 here)
+    n = by["layers.0.lif2"].n_out
+    ident = by["layers.0.lif2"].matrix[:, -n:]
+    assert (ident != sp_identity(n)).nnz == 0
+    # a join after the neurons (spikes summed into a synaptic layer) is refused by name
+    net = SpikeSum()
+    with pytest.raises(Exception, match="NIR node 'fc3' has 2 inputs; the Lava backend joins "
+                                        "branches only at neuron nodes"):
+        lava_runner.build_stages(to_nir(trace(net, (6,)), timesteps=4, encoding="direct",
+                                        readout="spikes"))
+
+
+def sp_identity(n):
+    import scipy.sparse as sp
+
+    return sp.identity(n, format="csr")
+
+
 def test_join_after_the_neurons_exports_as_two_edges_into_the_next_layer(tmp_path):
     torch.manual_seed(0)
     net = SpikeSum()
@@ -192,10 +222,14 @@ def test_cli_prunes_retrains_checks_and_exports_the_residual_example(tmp_path):
     adds = [op for op in rep["model"]["ops"] if op["kind"] == "add"]
     assert [a["inputs"] for a in adds] == [["layers.0.bn2", "stem.2"],
                                            ["layers.1.bn2", "layers.1.shortcut.1"]]
-    # exports proven in their runtimes; the Lava builder says why it skips
+    # exports proven in their runtimes, Lava's Loihi 2 simulator included
     assert rep["export"]["nir"]["exact"] and rep["export"]["onnx"]["exact"]
-    assert "Lava check skipped: NIR node 'layers.0.lif2' sums 2 inputs" in \
-        rep["export"]["lava"]["skipped"]
+    lava = rep["export"]["lava"]
+    assert lava["floating_pt"]["exact_match"] is True
+    assert lava["fixed_pt"]["spike_agreement"] > 0.9
+    lif2 = next(x for x in lava["floating_pt"]["layers_lava"] if x["name"] == "layers.0.lif2")
+    assert lif2["delay"] == 3 and [(b["source"], b["wait"]) for b in lif2["branches"]] == [
+        ("layers.0.lif1", 0), ("stem.2", 1)]  # the shortcut waits one step for the main path
     # the fit check maps each joined population once, with the fan-ins of its inputs added up
     fit = {row["name"]: row for row in rep["fit"]["report"]["layers"]}
     assert rep["fit"]["fits"] is True
