@@ -53,6 +53,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 INPUT = "@input"  # LayerGeometry.source value naming the network input
 IDENTITY = "identity"  # LayerGeometry.kind of a one-to-one connection (identity shortcut)
+_INCIDENCE_CELLS = 1 << 23  # per-core usage is computed this many (input, core) counts at a time
 #: mappers whose rules read only the connectivity counts, so joined layers can be merged
 _JOIN_MAPPERS = ("loihi", "truenorth", "spinnaker")
 
@@ -95,7 +96,10 @@ class LayerStats:
     kept_weights: int
     fan_in: np.ndarray  # (n_out,) int64
     fan_out: np.ndarray  # (n_in,) int64
-    incidence: Callable[[np.ndarray], np.ndarray]  # starts -> (n_in, k) kept synapses per group
+    # (starts, stop) -> (n_in, len(starts)) kept synapses per group; group j is units
+    # starts[j]..starts[j+1] (the last ends at ``stop``, default n_out), so the groups of a
+    # mapping can be taken a chunk at a time
+    incidence: Callable[..., np.ndarray]
 
     @property
     def synapses(self) -> int:
@@ -179,10 +183,12 @@ def layer_stats(layer: LayerGeometry) -> LayerStats:
     if layer.kind == IDENTITY:
         one = mask.astype(np.int64)
 
-        def one_to_one(starts: np.ndarray) -> np.ndarray:
+        def one_to_one(starts: np.ndarray, stop: int | None = None) -> np.ndarray:
             out = np.zeros((one.size, len(starts)), dtype=np.int64)
-            core = np.searchsorted(starts, np.arange(one.size), side="right") - 1
-            out[np.arange(one.size), core] = one
+            if len(starts):
+                units = np.arange(int(starts[0]), one.size if stop is None else stop)
+                core = np.searchsorted(starts, units, side="right") - 1
+                out[units, core] = one[units]
             return out
 
         return LayerStats(n_out=one.size, n_in=one.size, kept_weights=int(one.sum()),
@@ -192,8 +198,11 @@ def layer_stats(layer: LayerGeometry) -> LayerStats:
         fan_in = m.sum(axis=1)
         fan_out = m.sum(axis=0)
 
-        def incidence(starts: np.ndarray) -> np.ndarray:
-            return np.add.reduceat(m, starts, axis=0).T if m.shape[0] else np.zeros((m.shape[1], 0))
+        def incidence(starts: np.ndarray, stop: int | None = None) -> np.ndarray:
+            if not m.shape[0] or not len(starts):
+                return np.zeros((m.shape[1], len(starts)), dtype=np.int64)
+            rows = m[int(starts[0]) : m.shape[0] if stop is None else stop]
+            return np.add.reduceat(rows, np.asarray(starts) - int(starts[0]), axis=0).T
 
         return LayerStats(
             n_out=m.shape[0],
@@ -246,9 +255,9 @@ def _conv_stats(layer: LayerGeometry) -> LayerStats:
     k_in = np.concatenate([m[gi * cout_g : (gi + 1) * cout_g].sum(axis=0) for gi in range(g)])
     fan_out = (k_in @ reach).reshape(-1)  # (Cin * P_in,)
 
-    def incidence(starts: np.ndarray) -> np.ndarray:
+    def incidence(starts: np.ndarray, stop: int | None = None) -> np.ndarray:
         n_out = cout * n_pos
-        bounds = np.append(starts, n_out)
+        bounds = np.append(starts, n_out if stop is None else stop)
         out = np.zeros((cin * n_ipos, len(starts)), dtype=np.int64)
         for j in range(len(starts)):
             a, b = int(bounds[j]), int(bounds[j + 1])
@@ -669,8 +678,9 @@ def _populations(layers: Sequence[LayerGeometry], stats: Sequence[LayerStats]
                                  f"population {pop!r}, but layer {layers[group[0]].name!r} "
                                  f"drives {n}; joined layers must drive the same units")
 
-        def incidence(starts: np.ndarray, parts: list[LayerStats] = parts) -> np.ndarray:
-            return np.vstack([st.incidence(starts) for st in parts])
+        def incidence(starts: np.ndarray, stop: int | None = None,
+                      parts: list[LayerStats] = parts) -> np.ndarray:
+            return np.vstack([st.incidence(starts, stop) for st in parts])
 
         merged[layers[group[0]].name] = LayerStats(
             n_out=n,
@@ -881,15 +891,23 @@ def _weight_bits(lay: LayerGeometry, p: HardwareProfile) -> int:
     return base
 
 
-def _min_cores(ok: Callable[[int], bool], lo: int, hi: int) -> int | None:
-    """Smallest k in [lo, hi] with ok(k), by bisection (usage falls as k grows), then verified."""
+def _min_cores(ok: Callable[[int], bool], lo: int, hi: int, ok_hi: bool | None = None
+               ) -> int | None:
+    """Smallest k in [lo, hi] with ok(k) (usage falls as k grows): galloping from ``lo`` by
+    doubling, then bisection, so the cost follows the answer rather than ``hi`` (a per-core
+    usage at k cores costs O(inputs x k); ``hi`` is one core per neuron). ``ok_hi``: ok(hi)
+    when the caller knows it cheaply."""
     lo = max(1, min(lo, hi))
+    if ok_hi is False:  # known cheaply: then no k passes (usage falls as k grows)
+        return None
     if ok(lo):
         return lo
-    if not ok(hi):
+    if not (ok(hi) if ok_hi is None else ok_hi):
         return None
-    a, b = lo, hi  # ok(a) false, ok(b) true
-    while b - a > 1:
+    a, b = lo, min(2 * lo, hi)  # ok(a) false
+    while b < hi and not ok(b):
+        a, b = b, min(2 * b, hi)
+    while b - a > 1:  # ok(b) true (b == hi is known to pass)
         mid = (a + b) // 2
         if ok(mid):
             b = mid
@@ -912,44 +930,55 @@ def _rules_per_core(ctx: _Ctx) -> None:
             rules["core.neurons_max"] = (npc, lambda k, n=n: -(-n // k), npc_fig, False)
         else:
             ctx.add(_not_checked("core.neurons_max", lay.name, "figure unknown"))
-        cache: dict[int, np.ndarray] = {}
+        mem_fig = p.core.synapse_memory_bits
+        wb = _weight_bits(lay, p) if enc.value == "loihi1_blocks" and mem_fig.usable else None
+        reduced: dict[int, tuple[int, int]] = {}
 
-        def inc(k: int, st: LayerStats = st, n: int = n, cache: dict = cache) -> np.ndarray:
-            if k not in cache:
-                cache.clear()  # keep one matrix: they can be large
-                cache[k] = st.incidence(core_starts(n, k))
-            return cache[k]
+        def per_core(k: int, st: LayerStats = st, n: int = n, lay: LayerGeometry = lay,
+                     wb: int | None = wb, reduced: dict = reduced) -> tuple[int, int]:
+            """(most input axons, most synapse-memory bits) of any of the k core groups.
 
+            Streams the groups a chunk at a time, so memory stays bounded whatever k is.
+            """
+            if k not in reduced:
+                starts = core_starts(n, k)
+                chunk = max(1, _INCIDENCE_CELLS // max(st.n_in, 1))
+                size = -(-n // k)
+                axons = bits = 0
+                for a in range(0, k, chunk):
+                    sub = starts[a : a + chunk]
+                    stop = int(starts[a + chunk]) if a + chunk < k else n
+                    counts = st.incidence(sub, stop)
+                    axons = max(axons, int((counts > 0).sum(axis=0).max(initial=0)))
+                    if wb is not None:
+                        dense = None
+                        if lay.kind == "linear":
+                            dense = counts == np.diff(np.append(sub, stop))[None, :]
+                        per_group = _loihi_bits(counts, size, dense, wb, p).sum(axis=0)
+                        bits = max(bits, int(per_group.max(initial=0)))
+                reduced[k] = (axons, bits)
+            return reduced[k]
+
+        # one neuron per core: every synapse of a neuron comes through its own input axon
+        at_n: dict[str, int] = {}
+        fan_max = int(st.fan_in.max(initial=0))
         ax_fig = p.core.in_axons_max
         ax = ax_fig.as_int()
         if ax is not None:
-            rules["core.in_axons_max"] = (
-                ax,
-                lambda k, inc=inc: int((inc(k) > 0).sum(axis=0).max(initial=0)),
-                ax_fig,
-                True,
-            )
+            rules["core.in_axons_max"] = (ax, lambda k, f=per_core: f(k)[0], ax_fig, True)
+            at_n["core.in_axons_max"] = fan_max
         else:
             ctx.add(
                 _limit_result(ax_fig, "core.in_axons_max", lay.name, 0, relievable=True, remedy="")
             )
-        mem_fig = p.core.synapse_memory_bits
-        if enc.value == "loihi1_blocks" and mem_fig.usable:
-            wb = _weight_bits(lay, p)
-
-            def mem(
-                k: int, inc: Callable = inc, lay: LayerGeometry = lay, n: int = n, wb: int = wb
-            ) -> int:
-                counts = inc(k)
-                size = -(-n // k)
-                dense = None
-                if lay.kind == "linear":
-                    sizes = np.diff(np.append(core_starts(n, k), n))
-                    dense = counts == sizes[None, :]
-                bits = _loihi_bits(counts, size, dense, wb, p)
-                return int(bits.sum(axis=0).max(initial=0))
-
-            rules["core.synapse_memory_bits"] = (mem_fig.as_int() or 0, mem, mem_fig, True)
+        if wb is not None:
+            rules["core.synapse_memory_bits"] = (
+                mem_fig.as_int() or 0, lambda k, f=per_core: f(k)[1], mem_fig, True)
+            if n:  # k == n: each axon carries one synapse (dense when the layer is linear)
+                one = np.ones(1, dtype=np.int64)
+                dense1 = np.ones(1, dtype=bool) if lay.kind == "linear" else None
+                at_n["core.synapse_memory_bits"] = fan_max * int(
+                    _loihi_bits(one, 1, dense1, wb, p)[0])
         elif enc.value == "none":
             ctx.add(
                 RuleResult(
@@ -1003,16 +1032,19 @@ def _rules_per_core(ctx: _Ctx) -> None:
             if rule == "core.neurons_max":
                 needed[rule] = -(-n // limit)
             else:
-                needed[rule] = _min_cores(lambda k, u=usage, lim=limit: u(k) <= lim, 1, n)
+                ok_n = at_n[rule] <= limit if rule in at_n else None
+                needed[rule] = _min_cores(lambda k, u=usage, lim=limit: u(k) <= lim, 1, n, ok_n)
             per_rule.append((rule, needed[rule]))
         k = max([lo, *[v for v in needed.values() if v is not None]])
+        if any(v is None for v in needed.values()):
+            k = n  # a rule no mapping satisfies: spread to one neuron per core, as far as it goes
         # The rules' own minima need not hold together (group boundaries shift): step up.
         while k < n and any(u(k) > lim for lim, u, _f, _r in rules.values()):
             k += 1
         ctx.cores[lay.name] = k
         ctx.cores_by_rule[lay.name] = per_rule
         for rule, (limit, usage, fig, rel) in rules.items():
-            value = usage(k)
+            value = at_n[rule] if k == n and rule in at_n else usage(k)
             ok = value <= limit
             ctx.add(
                 RuleResult(

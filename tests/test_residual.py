@@ -373,3 +373,22 @@ def test_train_script_trains_a_resnet_and_prints_the_command_that_prunes_it(tmp_
     loaded = load_model(meta["model"], str(out))
     state = torch.load(out, weights_only=True)
     assert torch.equal(loaded.model.state_dict()["stem.0.weight"], state["stem.0.weight"])
+
+
+def test_incidence_in_chunks_equals_the_whole_for_linear_identity_and_joined_layers():
+    from slamp_deploy.fit import LayerGeometry, _populations, core_starts, layer_stats
+
+    rng = np.random.default_rng(2)
+    lin = LayerGeometry(name="l", kind="linear", in_shape=(9,), out_shape=(11,),
+                        mask=rng.random((11, 9)) < 0.5, neuron_shape=(11,), population="p")
+    ident = LayerGeometry(name="i", kind="identity", in_shape=(11,), out_shape=(11,),
+                          mask=np.ones(11, bool), neuron_shape=(11,), population="p")
+    stats = [layer_stats(lin), layer_stats(ident)]
+    _, merged = _populations([lin, ident], stats)
+    for st in [*stats, merged["l"]]:
+        starts = core_starts(11, 5)
+        parts = [st.incidence(starts[a:a + 2], int(starts[a + 2]) if a + 2 < 5 else 11)
+                 for a in range(0, 5, 2)]
+        np.testing.assert_array_equal(np.hstack(parts), st.incidence(starts))
+        np.testing.assert_array_equal(st.incidence(starts).sum(axis=0),
+                                      np.add.reduceat(st.fan_in, starts))
