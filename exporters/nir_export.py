@@ -30,6 +30,7 @@ import nir
 import numpy as np
 import snntorch as snn
 import torch
+from slamp_deploy.exporters import nir_sim
 from slamp_deploy.exporters._atomic import write_atomically
 from torch import nn
 
@@ -222,24 +223,15 @@ def _order(graph: nir.NIRGraph, where: str) -> tuple[list[str], dict[str, list[s
     inputs = [n for n, v in nodes.items() if isinstance(v, nir.Input)]
     if len(inputs) != 1:
         raise ModelError(f"{where}: expected one Input node, found {len(inputs)}")
-    indeg = {n: len(p) for n, p in preds.items()}
-    ready, order = [inputs[0]], []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in succ[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
+    order = nir_sim.kahn(list(nodes), preds, succ)
     if len(order) != len(nodes):
         stuck = [n for n in nodes if n not in order]
-        cyclic = [n for n in stuck if indeg[n] > 0 and all(p in stuck for p in preds[n])
-                  and preds[n]]
-        if cyclic:
-            raise ModelError(f"{where}: node '{cyclic[0]}' is part of a cycle; slamp-deploy "
-                             f"reads feed-forward graphs")
-        raise ModelError(f"{where}: node(s) {', '.join(sorted(stuck))} are not reached from "
-                         f"the input; connect them or remove them")
+        raise ModelError(f"{where}: node '{stuck[0]}' is part of a cycle, or after one; "
+                         f"slamp-deploy reads feed-forward graphs")
+    orphans = [n for n in order if not preds[n] and n != inputs[0]]
+    if orphans:
+        raise ModelError(f"{where}: node(s) {', '.join(orphans)} are not reached from the "
+                         f"input; connect them or remove them")
     return order, preds
 
 

@@ -83,6 +83,23 @@ def _type_name(node: Any) -> str:
     return type(node).__name__
 
 
+def kahn(names: list[str], preds: dict[str, list[str]], succs: dict[str, list[str]]
+         ) -> list[str]:
+    """Kahn's algorithm from every node without sources; ties broken by node and edge order so
+    the result is deterministic. Nodes on or after a cycle are left out."""
+    indeg = {n: len(preds[n]) for n in names}
+    ready = [n for n in names if indeg[n] == 0]
+    order: list[str] = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for m in succs[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
+    return order
+
+
 def topological_order(graph: Any) -> list[str]:
     """Node names from the Input node(s) to the Output node(s), each after all its sources.
 
@@ -109,17 +126,7 @@ def topological_order(graph: Any) -> list[str]:
     inputs = [n for n, node in nodes.items() if _type_name(node) == "Input"]
     if len(inputs) != 1:
         raise ExportError(f"NIR graph must have exactly one Input node, found {len(inputs)}")
-    # Kahn's algorithm; ties broken by edge order so the result is deterministic.
-    indeg = {n: len(p) for n, p in preds.items()}
-    ready = [n for n in nodes if indeg[n] == 0]
-    order: list[str] = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in succs[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
+    order = kahn(list(nodes), preds, succs)
     if len(order) != len(nodes):
         stuck = sorted(n for n in nodes if n not in order)
         raise ExportError(

@@ -76,16 +76,26 @@ def test_every_array_round_trips_through_the_file(tmp_path):
 
 def test_snntorch_importer_reproduces_the_spikes(tmp_path):
     pytest.importorskip("nirtorch")
-    from snntorch.import_nir import import_from_nir
 
     g = pruned_example()
     path = write_nir(to_nir(g, timesteps=8, encoding="direct", readout="spikes"),
                      tmp_path / "m.nir")
-    net = import_from_nir(nir.read(str(path)))
     x = digits_seq(6)
     ours = spikes_of(g, x)["8"]
-    # snnTorch's importer maps NIR's per-sample Flatten(start_dim=0) to torch's Flatten(0), which
-    # would flatten the batch too, so its network runs one sample at a time (unbatched).
+    np.testing.assert_array_equal(snntorch_import_spikes(path, x), ours)
+    assert ours.sum() > 0
+
+
+def snntorch_import_spikes(path, x: torch.Tensor) -> np.ndarray:
+    """Output spikes [T, N, ...] of the NIR file as snnTorch's own ``import_from_nir`` runs it.
+
+    snnTorch's importer maps NIR's per-sample Flatten(start_dim=0) to torch's Flatten(0), which
+    would flatten the batch too, so its network runs one sample at a time (unbatched).
+    """
+    from snntorch.import_nir import import_from_nir
+
+    net = import_from_nir(nir.read(str(path)))
+    per_sample = []
     for n in range(x.shape[1]):
         reset_state(net)
         state, outs = None, []
@@ -93,8 +103,8 @@ def test_snntorch_importer_reproduces_the_spikes(tmp_path):
             for t in range(x.shape[0]):
                 out, state = net(x[t, n], state)
                 outs.append(out.numpy())
-        np.testing.assert_array_equal(np.stack(outs), ours[:, n])
-    assert ours.sum() > 0
+        per_sample.append(np.stack(outs))
+    return np.stack(per_sample, axis=1)
 
 
 class WithBatchNorm(nn.Module):

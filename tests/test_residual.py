@@ -23,7 +23,7 @@ from slamp_deploy.prune import apply_masks
 from slamp_deploy.runner import run
 from slamp_deploy.scores import magnitude_mask
 
-from .test_nir_export import digits_seq, spikes_of
+from .test_nir_export import digits_seq, snntorch_import_spikes, spikes_of
 
 RESNET = "slamp_deploy.examples.cifar_resnet:resnet_tiny_digits"
 
@@ -95,22 +95,11 @@ def test_nir_export_sums_both_branches_into_one_neuron_node(tmp_path):
 
 def test_snntorch_importer_reproduces_the_residual_networks_spikes(tmp_path):
     pytest.importorskip("nirtorch")
-    from snntorch.import_nir import import_from_nir
-
     g = pruned_resnet()
     path = write_nir(to_nir(g, timesteps=8, encoding="direct", readout="spikes"),
                      tmp_path / "m.nir")
-    net = import_from_nir(nir.read(str(path)))
     x = digits_seq(4)
-    ours = spikes_of(g, x)["head.2"]
-    for n in range(x.shape[1]):  # unbatched: see test_nir_export's note on Flatten(0)
-        reset_state(net)
-        state, outs = None, []
-        with torch.no_grad():
-            for t in range(x.shape[0]):
-                out, state = net(x[t, n], state)
-                outs.append(out.numpy())
-        np.testing.assert_array_equal(np.stack(outs), ours[:, n])
+    np.testing.assert_array_equal(snntorch_import_spikes(path, x), spikes_of(g, x)["head.2"])
 
 
 def test_a_residual_nir_file_comes_back_as_a_network_that_runs_the_same(tmp_path):
