@@ -381,3 +381,14 @@ def test_incidence_in_chunks_equals_the_whole_for_linear_identity_and_joined_lay
         np.testing.assert_array_equal(np.hstack(parts), st.incidence(starts))
         np.testing.assert_array_equal(st.incidence(starts).sum(axis=0),
                                       np.add.reduceat(st.fan_in, starts))
+
+
+def test_fit_geometry_refuses_a_join_after_the_neurons_by_name():
+    from slamp_deploy.deploy import geometries
+    from slamp_deploy.errors import ModelError
+    from slamp_deploy.prune import alive_masks
+
+    g = trace(SpikeSum(), (6,))
+    with pytest.raises(ModelError, match="fit check: the residual join 'lif2\\+lif1' adds spikes "
+                                         "that feed 'fc3' directly"):
+        geometries(g, alive_masks(g))
