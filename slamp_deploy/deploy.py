@@ -34,7 +34,7 @@ SCORE_METHODS = ("slamp", "lamp", "global")
 _ONE_TO_ONE = ("batchnorm", "dropout", "reshape", "flatten")
 
 
-def _origins(graph: SpikingGraph, j: int, where: str) -> list[tuple[int, bool]]:
+def _origins(graph: SpikingGraph, j: int) -> list[tuple[int, bool]]:
     """The synaptic ops, neuron ops or the input (INPUT) whose values reach op ``j``'s output
     through adds and pass-through ops, each with whether the path is one-to-one."""
     out: list[tuple[int, bool]] = []
@@ -54,14 +54,12 @@ def _origins(graph: SpikingGraph, j: int, where: str) -> list[tuple[int, bool]]:
 def _dag_wiring(graph: SpikingGraph, out: list[LayerGeometry]) -> list[LayerGeometry]:
     """Sources, joined populations and identity shortcuts of a residual graph's layers."""
     first: dict[str, str] = {}  # neuron op -> the first layer that drives it
+    drivers: dict[str, int] = {}  # neuron op -> layers and identity shortcuts that drive it
     for la in graph.layers:
         if la.neuron is not None:
             first.setdefault(la.neuron.name, la.name)
-    identities: list[LayerGeometry] = []
-    drivers: dict[str, int] = {}
-    for la in graph.layers:
-        if la.neuron is not None:
             drivers[la.neuron.name] = drivers.get(la.neuron.name, 0) + 1
+    identities: list[LayerGeometry] = []
 
     def source_of(k: int, who: str) -> str:
         if k == INPUT:
@@ -85,7 +83,7 @@ def _dag_wiring(graph: SpikingGraph, out: list[LayerGeometry]) -> list[LayerGeom
                              f"population (the sum before the neurons, as in "
                              f"examples/cifar_resnet.py)")
         pop = graph.ops[hit]
-        for k, one in _origins(graph, i, op.name):
+        for k, one in _origins(graph, i):
             if k != INPUT and graph.ops[k].kind in SYNAPTIC_KINDS:
                 continue  # a layer: joined through its population below
             who = f"the shortcut into '{pop.name}'"
@@ -106,7 +104,7 @@ def _dag_wiring(graph: SpikingGraph, out: list[LayerGeometry]) -> list[LayerGeom
             drivers[pop.name] = drivers.get(pop.name, 0) + 1
     wired = []
     for la, g in zip(graph.layers, out, strict=True):
-        origins = _origins(graph, graph.sources(la.op_index)[0], la.name)
+        origins = _origins(graph, graph.sources(la.op_index)[0])
         if len(origins) > 1:
             raise ModelError(f"fit check: layer '{la.name}' reads the sum of "
                              f"{len(origins)} neuron populations (a join after the neurons); "
@@ -163,8 +161,10 @@ def has_caps(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
 
     False where the caps cannot be mapped onto the graph (:func:`caps_blocked`).
     """
-    return caps_blocked(graph, alive, profile) is None and _any_caps(
-        geometries(graph, alive), profile)
+    try:
+        return _any_caps(geometries(graph, alive), profile)
+    except ModelError:
+        return False
 
 
 def caps_blocked(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
@@ -204,25 +204,17 @@ def capped_masks(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
         alloc = allocate_capped(score_arrays(graph, method, lambdas, alive), geoms, profile,
                                 sum(keep.values()))
         return to_torch(alloc), {k: _binding(v, method) for k, v in alloc.binding.items()}
-    masks, binding = {}, {}
-    if not graph.is_chain:  # joined layers share caps: one call, each layer's count as its cap
-        scores = {g.name: (graph.layer(g.name).weight.detach().cpu().abs().double()
-                           * alive[g.name]).numpy() for g in geoms if g.kind != IDENTITY}
-        alloc = allocate_capped(scores, geoms, profile, None,
-                                extra_caps={k: LayerCaps(layer_max=v) for k, v in keep.items()})
-        return to_torch(alloc), {k: _binding("global" if v == "layer" else v, method)
-                                 for k, v in alloc.binding.items()}
-    for g in geoms:
-        la = graph.layer(g.name)
-        s = {g.name: (la.weight.detach().cpu().abs().double() * alive[g.name]).numpy()}
-        alloc = allocate_capped(s, [g], profile, keep[g.name])
-        masks.update(to_torch(alloc))
-        binding[g.name] = _binding(alloc.binding[g.name], method)
-    return masks, binding
+    # one call for all layers (joined layers share caps), each layer's count as its own cap
+    scores = {g.name: (graph.layer(g.name).weight.detach().cpu().abs().double()
+                       * alive[g.name]).numpy() for g in geoms if g.kind != IDENTITY}
+    alloc = allocate_capped(scores, geoms, profile, None,
+                            extra_caps={k: LayerCaps(layer_max=v) for k, v in keep.items()})
+    return to_torch(alloc), {k: _binding(v, method) for k, v in alloc.binding.items()}
 
 
 def _binding(level: str, method: str) -> str:
-    if level in ("global", "none"):
+    # a rule-based method's per-layer count is its density, passed as the layer cap
+    if level in ("global", "none") or (level == "layer" and method not in SCORE_METHODS):
         return f"{method}.threshold" if method in SCORE_METHODS else f"{method}.density"
     return f"cap.{level}"
 

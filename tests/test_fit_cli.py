@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from slamp_deploy.cli import main
 
@@ -62,3 +63,18 @@ def test_unknown_target_suggests_the_nearest(capsys):
     assert main(["--target", "loihi3", "--epochs", "0"]) == 1
     err = capsys.readouterr().err
     assert "loihi3" in err and "loihi2" in err
+
+
+@pytest.mark.slow
+def test_a_rule_based_method_keeps_its_density_under_the_chips_caps(tmp_path):
+    out = tmp_path / "u"
+    assert main(["--method", "uniform", "--target", "truenorth", "--sparsity", "0.3",
+                 "--epochs", "0", "--no-lava", "--verify-samples", "8", "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    binding = {r["name"]: r["binding"] for r in rep["layers"]}
+    # layer 5 (512 inputs per neuron) is held at TrueNorth's 256; the others keep 70% each
+    assert binding == {"0": "uniform.density", "2": "uniform.density", "5": "cap.fan_in",
+                       "7": "uniform.density"}
+    state = torch.load(out / "pruned.pt", weights_only=True)
+    assert int((state["5.weight"] != 0).sum(1).max()) <= 256
+    assert rep["fit"]["fits"] is True
