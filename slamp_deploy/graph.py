@@ -13,7 +13,7 @@ pruning a graph layer prunes the model.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import snntorch as snn
@@ -114,7 +114,7 @@ class SpikingGraph:
                     out[j].append(i)
         return tuple(tuple(c) for c in out)
 
-    @property
+    @cached_property
     def is_chain(self) -> bool:
         """True when every op reads only the op called before it (no residual connections)."""
         return all(self.sources(i) == (i - 1,) for i in range(len(self.ops)))
@@ -272,8 +272,7 @@ class _Recorder(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         out = func(*args, **(kwargs or {}))
         if self.depth[0] == 0 and isinstance(out, torch.Tensor):
-            tensors = [a for a in args if isinstance(a, torch.Tensor)]
-            self.events.append(("fn", func, tensors, args, kwargs or {}, out))
+            self.events.append(("fn", func, args, kwargs or {}, out))
         return out
 
 
@@ -359,11 +358,14 @@ def _build_ops(events: list[tuple], x: torch.Tensor, sample_shape: tuple[int, ..
     def name_of(j: int) -> str:
         return "the input" if j == INPUT else f"'{ops[j].name}'"
 
-    def source(t: torch.Tensor, who: str) -> int:
+    def batched(t: torch.Tensor, who: str, what: str) -> None:
         if t.dim() == 0 or t.shape[0] != _TRACE_BATCH:
-            raise ModelError(f"{who}: its input has shape {tuple(t.shape)}, which has no batch "
+            raise ModelError(f"{who}: its {what} has shape {tuple(t.shape)}, which has no batch "
                              f"dimension; the model's forward must process one time step "
                              f"[N, ...] (no time dimension)")
+
+    def source(t: torch.Tensor, who: str) -> int:
+        batched(t, who, "input")
         key = t.data_ptr()
         if key not in producer:
             what = (f"the result of {other[key]}" if key in other else
@@ -389,27 +391,22 @@ def _build_ops(events: list[tuple], x: torch.Tensor, sample_shape: tuple[int, ..
                       out_shape=shape, inputs=(j,)))
         return len(ops) - 1
 
-    def check_out(t: torch.Tensor, who: str) -> None:
-        if t.dim() == 0 or t.shape[0] != _TRACE_BATCH:
-            raise ModelError(f"{who}: its output has shape {tuple(t.shape)}, which has no batch "
-                             f"dimension; the model's forward must process one time step "
-                             f"[N, ...] (no time dimension)")
-
     for ev in events:
         if ev[0] == "module":
             _, name, mod, inp, out = ev
             who = f"layer '{name}'"
-            check_out(out, who)
+            batched(out, who, "output")
             src = source(inp, who)
             ops.append(Op(name=name, kind=SUPPORTED[type(mod)], module=mod,
                           in_shape=tuple(inp.shape[1:]), out_shape=tuple(out.shape[1:]),
                           inputs=(src,)))
             producer[out.data_ptr()] = len(ops) - 1
             continue
-        _, func, tensors, args, kwargs, out = ev
+        _, func, args, kwargs, out = ev
         key = out.data_ptr()
-        if func in _ADD_FUNCS and len(tensors) == 2 and len(args) == 2 and not kwargs:
-            a, b = tensors
+        if (func in _ADD_FUNCS and len(args) == 2 and not kwargs
+                and all(isinstance(a, torch.Tensor) for a in args)):
+            a, b = args
             if a.shape != b.shape:
                 raise ModelError(f"a residual add between layers adds shapes {list(a.shape[1:])} "
                                  f"and {list(b.shape[1:])}; slamp-deploy adds tensors of the "
@@ -424,6 +421,5 @@ def _build_ops(events: list[tuple], x: torch.Tensor, sample_shape: tuple[int, ..
             other[key] = _fn_name(func)
     # the op chain as it was, when there are no residual connections: inputs stay implicit
     if all(op.inputs == (i - 1,) for i, op in enumerate(ops)):
-        ops = [Op(name=op.name, kind=op.kind, module=op.module, in_shape=op.in_shape,
-                  out_shape=op.out_shape) for op in ops]
+        ops = [replace(op, inputs=()) for op in ops]
     return ops
