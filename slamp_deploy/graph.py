@@ -395,8 +395,8 @@ def _build_ops(events: list[tuple], x: torch.Tensor, sample_shape: tuple[int, ..
         if ev[0] == "module":
             _, name, mod, inp, out = ev
             who = f"layer '{name}'"
-            batched(out, who, "output")
             src = source(inp, who)
+            batched(out, who, "output")
             ops.append(Op(name=name, kind=SUPPORTED[type(mod)], module=mod,
                           in_shape=tuple(inp.shape[1:]), out_shape=tuple(out.shape[1:]),
                           inputs=(src,)))

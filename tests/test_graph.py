@@ -189,3 +189,21 @@ def test_runner_on_custom_module_matches_its_forward():
     with torch.no_grad():
         theirs = net(x)
     assert torch.equal(ours.spikes, theirs)
+
+
+class DropsTheBatch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(4, 4)
+        self.fc2 = nn.Linear(4, 2)
+        self.lif = snn.Leaky(beta=0.5, init_hidden=True)
+
+    def forward(self, x):
+        return self.lif(self.fc2(self.fc1(x)[0]))
+
+
+def test_a_layer_fed_without_the_batch_dimension_is_named():
+    with pytest.raises(ModelError, match=r"layer 'fc2': its input has shape \(4,\), which has no "
+                                         r"batch dimension; the model's forward must process "
+                                         r"one time step \[N, \.\.\.\]"):
+        trace(DropsTheBatch(), (4,))
