@@ -133,10 +133,10 @@ class Stage:
     refractory: bool
     threshold_normalized: bool
     # where the columns of ``matrix`` come from: one (source, size) per input branch, in column
-    # order; a source is a neuron node or the Input node. A chain has one branch: the layer
-    # before. Residual joins have several, summed into the same neurons.
-    sources: tuple[tuple[str, int], ...] = ()
-    depth: int = 1  # Lava steps from the input: 1 + the deepest source's depth (input: 0)
+    # order; a source is a neuron node, or None for the network input. A chain has one branch:
+    # the layer before. Residual joins have several, summed into the same neurons.
+    sources: tuple[tuple[str | None, int], ...]
+    depth: int  # Lava steps from the input: 1 + the deepest source's depth (input: 0)
 
     @property
     def n_in(self) -> int:
@@ -236,7 +236,7 @@ def build_stages(graph: Any) -> tuple[list[Stage], list[str]]:
             mat_b, bias_b, shape_b = compose_affine(graph, chain, src_shape)
             mats.append(mat_b)
             biases.append(bias_b)
-            srcs.append((cur, int(np.prod(src_shape)) if src_shape else 1))
+            srcs.append((None if cur == inp else cur, int(np.prod(src_shape)) if src_shape else 1))
             linear.extend(chain)
             shapes.append(shape_b)
             used.update(chain)
@@ -249,11 +249,10 @@ def build_stages(graph: Any) -> tuple[list[Stage], list[str]]:
         for b in biases:
             if b is not None:
                 bias = b if bias is None else bias + b
-        cur_shape = (
-            in_shape if len(srcs) == 1 and srcs[0][0] == inp else
-            by_name[srcs[0][0]].shape if len(srcs) == 1 else (sum(k for _, k in srcs),))
-        depth = 1 + max(0 if src == inp else by_name[src].depth for src, _ in srcs)
-        pending = linear
+        first = srcs[0][0]
+        cur_shape = ((sum(k for _, k in srcs),) if len(srcs) > 1 else
+                     in_shape if first is None else by_name[first].shape)
+        depth = 1 + max(0 if src is None else by_name[src].depth for src, _ in srcs)
         p = nir_sim.neuron_params(n, node, dt)
         if tuple(p.threshold.shape) != out_shape:
             raise ExportError(
@@ -284,7 +283,7 @@ def build_stages(graph: Any) -> tuple[list[Stage], list[str]]:
             bias = leak if bias is None else bias + leak
         mech = p.reset_mechanism
         stage = Stage(
-            name=n, kind=p.kind, linear_nodes=tuple(pending), in_shape=cur_shape,
+            name=n, kind=p.kind, linear_nodes=tuple(linear), in_shape=cur_shape,
             shape=out_shape, matrix=sp.csr_matrix(mat), bias=bias,
             threshold=1.0 if normalized else float(thr[0]), beta=beta, alpha=alpha,
             reset_mechanism=mech, reset_substituted=mech != "zero",
@@ -564,15 +563,13 @@ def run_lava_network(
     qmats: list[tuple[QuantWeights, QuantWeights | None]] = []
     outs: dict[str, Any] = {}  # neuron node -> its s_out port
     for li, st in enumerate(stages):
-        branches = list(st.sources) or [(None, st.n_in)]  # a Stage built without sources
-        from_input = [src is None or src not in depth for src, _ in branches]
         info: dict[str, Any] = {
             "name": st.name, "kind": st.kind, "delay": st.depth, "n_neurons": st.n_out,
             "linear_nodes": list(st.linear_nodes), "nnz_per_sample": int(st.matrix.nnz),
             "reset_mechanism": st.reset_mechanism, "reset_substituted": st.reset_substituted,
             "threshold_normalized": st.threshold_normalized,
         }
-        graded = any(from_input) and not binary
+        graded = any(src is None for src, _ in st.sources) and not binary
         if fixed:
             w_q, b_q, nparams = quantize_stage(st, clip_percentile, 0, graded)
             mat = w_q.matrix
@@ -608,17 +605,17 @@ def run_lava_network(
         # from a shallower source waits (DelaySparse) so every branch arrives in the same step
         col = 0
         info["branches"] = []
-        for (src, size), inp_branch in zip(branches, from_input, strict=True):
+        for src, size in st.sources:
             part = sp.csr_matrix(mat[:, col:col + size])
             col += size
-            wait = st.depth - 1 - (0 if inp_branch else depth[src])
-            g = inp_branch and not binary
+            wait = st.depth - 1 - (0 if src is None else depth[src])
+            g = src is None and not binary
             kw: dict[str, Any] = {"num_message_bits": 24 if g else 0}
             if fixed:
                 kw.update(weight_exp=w_q.weight_exp - (input_shift if g else 0),
                           num_weight_bits=8, sign_mode=getattr(SignMode, w_q.sign_mode))
             weights = sp.kron(eye, part, format="csr")
-            tag = "input" if inp_branch else src
+            tag = "input" if src is None else src
             if wait > 63:
                 raise ExportError(f"NIR node {st.name!r}: the branch from {tag!r} must wait "
                                   f"{wait} steps; Loihi 2 delays synapses by 63 at most")
@@ -632,7 +629,7 @@ def run_lava_network(
                                    name=f"syn_{st.name}_{tag}", **kw)
             else:
                 conn = Sparse(weights=weights, name=f"syn_{st.name}_{tag}", **kw)
-            (source.s_out if inp_branch else outs[src]).connect(conn.s_in)
+            (source.s_out if src is None else outs[src]).connect(conn.s_in)
             conn.a_out.connect(neuron.a_in)
             info["branches"].append({"source": tag, "wait": wait, "nnz_per_sample": part.nnz})
         if bias_mat is not None:
@@ -692,9 +689,9 @@ def run_lava_network(
         for li, (st, (w_q, b_q)) in enumerate(zip(stages, qmats, strict=True)):
             a_in, col = 0.0, 0
             acc: np.ndarray | int = 0
-            for src, size in (st.sources or [(None, st.n_in)]):
-                g = (src is None or src not in depth) and not binary
-                inp_b = (x_in if src is None or src not in depth else
+            for src, size in st.sources:
+                g = src is None and not binary
+                inp_b = (x_in if src is None else
                          spikes[src].reshape(n_steps * n, -1).astype(np.int64))
                 part = w_q.matrix[:, col:col + size]
                 col += size
