@@ -46,6 +46,7 @@ from slamp_deploy.fit import (
     _replace_masks,
     check_fit,
     core_starts,
+    population_members,
 )
 from slamp_deploy.hardware import HardwareProfile
 
@@ -177,8 +178,7 @@ def profile_caps(layers: Sequence[LayerGeometry], profile: HardwareProfile) -> d
     size: dict[str, int] = {}  # population -> layers joined into it
     for lay in layers:
         if lay.population is not None:
-            key = "ident" if lay.kind == IDENTITY else "size"
-            counts = ident if key == "ident" else size
+            counts = ident if lay.kind == IDENTITY else size
             counts[lay.population] = counts.get(lay.population, 0) + 1
     for lay in layers:
         if lay.kind == IDENTITY:
@@ -254,12 +254,8 @@ def allocate_capped(
     if unknown:
         raise ModelError(f"extra_caps names unknown layers: {', '.join(unknown)}")
     layers = [lay for lay in layers if lay.kind != IDENTITY]  # nothing to prune there
-    members: dict[str, list[int]] = {}
-    for i, lay in enumerate(layers):
-        if lay.population is not None:
-            members.setdefault(lay.population, []).append(i)
     primary: dict[int, int] = {}  # joined layer -> the first layer of its population
-    for group in members.values():
+    for group in population_members(layers).values():
         if len(group) < 2:
             continue
         for i in group:

@@ -649,6 +649,16 @@ def check_fit(
     )
 
 
+def population_members(layers: Sequence[LayerGeometry]) -> dict[str, list[int]]:
+    """Positions of the layers that drive each neuron population (``population``), in order;
+    the first of each is the one the population is mapped on."""
+    members: dict[str, list[int]] = {}
+    for i, lay in enumerate(layers):
+        if lay.population is not None:
+            members.setdefault(lay.population, []).append(i)
+    return members
+
+
 def _populations(layers: Sequence[LayerGeometry], stats: Sequence[LayerStats]
                  ) -> tuple[dict[str, str], dict[str, LayerStats]]:
     """Layers that drive one neuron population (``population``), merged onto the first of them.
@@ -657,15 +667,11 @@ def _populations(layers: Sequence[LayerGeometry], stats: Sequence[LayerStats]
     primary of several layers, the merged counts: the same neurons, the fan-ins added up, the
     inputs of all of them side by side.
     """
-    primary: dict[str, str] = {}
-    members: dict[str, list[int]] = {}
-    for i, lay in enumerate(layers):
-        if lay.population is None:
-            primary[lay.name] = lay.name
-            continue
-        group = members.setdefault(lay.population, [])
-        primary[lay.name] = layers[group[0]].name if group else lay.name
-        group.append(i)
+    members = population_members(layers)
+    primary = {lay.name: lay.name for lay in layers}
+    for group in members.values():
+        for i in group:
+            primary[layers[i].name] = layers[group[0]].name
     merged: dict[str, LayerStats] = {}
     for pop, group in members.items():
         if len(group) < 2:
