@@ -99,7 +99,9 @@ def test_snntorch_importer_reproduces_the_residual_networks_spikes(tmp_path):
     path = write_nir(to_nir(g, timesteps=8, encoding="direct", readout="spikes"),
                      tmp_path / "m.nir")
     x = digits_seq(4)
-    np.testing.assert_array_equal(snntorch_import_spikes(path, x), spikes_of(g, x)["head.2"])
+    ours = spikes_of(g, x)["head.2"]
+    np.testing.assert_array_equal(snntorch_import_spikes(path, x), ours)
+    assert ours.sum() > 0  # equal because both spike, not because both are silent
 
 
 def test_a_residual_nir_file_comes_back_as_a_network_that_runs_the_same(tmp_path):
