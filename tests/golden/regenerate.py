@@ -2,7 +2,8 @@
 
 Each golden family has one function writing its files under ``tests/golden/<family>/``; review the
 diff before committing. Families: fit (one hand-checkable model per hardware profile); report (the
-activity and energy sections of one tiny fixed model, dense and pruned, on every profile).
+activity and energy sections of one tiny fixed model, dense and pruned, on every profile); run (the
+whole ``report.json`` and ``report.md`` of the built-in run, less wall times and the environment).
 """
 
 from __future__ import annotations
@@ -151,8 +152,48 @@ def regenerate_report() -> list[Path]:
     return [path]
 
 
+#: what a built-in run writes that is not a result: wall times, the machine, the output folder
+RUN_VOLATILE = ("timings_s", "environment")
+RUN_OUT = "<out>"
+
+
+def run_outputs(out: Path) -> tuple[str, str]:
+    """``(report.json, report.md)`` of the built-in ``--target loihi2`` run written into ``out``,
+    with what differs between runs of the same code taken out: the wall times, the environment,
+    the output folder (replaced by ``<out>``) and the time-per-stage table of report.md."""
+    from slamp_deploy.cli import main
+
+    if main(["--target", "loihi2", "--out", str(out)]) != 0:
+        raise RuntimeError("the built-in run failed")
+    report = json.loads((out / "report.json").read_text())
+    for key in RUN_VOLATILE:
+        report.pop(key)
+    report["config"]["out"] = RUN_OUT
+    text = json.dumps(report, indent=2, sort_keys=True) + "\n"
+    md_lines, skipping = [], False
+    for line in (out / "report.md").read_text().splitlines(keepends=True):
+        if line.startswith("## "):
+            skipping = line.startswith("## Time per stage")
+        if not skipping:
+            md_lines.append(line)
+    return text, "".join(md_lines)
+
+
+def regenerate_run() -> list[Path]:
+    import tempfile
+
+    out = GOLDEN / "run"
+    out.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        report_json, report_md = run_outputs(Path(tmp) / "slamp-out")
+    (out / "report.json").write_text(report_json)
+    (out / "report.md").write_text(report_md)
+    return [out / "report.json", out / "report.md"]
+
+
 FAMILIES: dict[str, Callable[[], list[Path]]] = {"fit": regenerate_fit,
-                                                 "report": regenerate_report}
+                                                 "report": regenerate_report,
+                                                 "run": regenerate_run}
 
 
 def main(argv: list[str] | None = None) -> int:
