@@ -45,18 +45,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from slamp_deploy.calibrate import TemporalStats
 from slamp_deploy.data import Dataset, encode
-from slamp_deploy.graph import SpikingGraph
-from slamp_deploy.pipeline import (
+from slamp_deploy.model.graph import SpikingGraph
+from slamp_deploy.model.runner import run as run_graph
+from slamp_deploy.pipeline.run import (
     PipelineConfig,
     PipelineContext,
     _no_progress,
     _Timer,
 )
-from slamp_deploy.pipeline import prepare as prepare_run
-from slamp_deploy.prune import synaptic_current
-from slamp_deploy.runner import run as run_graph
+from slamp_deploy.pipeline.run import prepare as prepare_run
+from slamp_deploy.prune.calibrate import TemporalStats
+from slamp_deploy.prune.masks import synaptic_current
 
 from .tasks import TASKS, Task, prepare
 
@@ -225,8 +225,8 @@ def run_one(task: Task, spec: RunSpec) -> dict[str, Any]:
 
 def measure_lambdas(task: Task, seed: int) -> dict[str, Any]:
     """Measured lambdas of the dense network on the seed's calibration subset, and analytic ones."""
-    from slamp_deploy.calibrate import calibrate
-    from slamp_deploy.measured_lambda import measured_lambdas
+    from slamp_deploy.prune.calibrate import calibrate
+    from slamp_deploy.prune.measured_lambda import measured_lambdas
 
     spec = RunSpec(task=task.name, variant="lambdas", method="slamp", sparsity=0.0, seed=seed,
                    epochs=0)

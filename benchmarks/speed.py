@@ -99,7 +99,7 @@ def proposed_allocate(method: str, weights: Mapping[str, torch.Tensor],
     ``proposed`` columns time the same code. The committed ``results/speed.json`` was measured
     before the change, when ``slamp`` was the global-sort implementation.
     """
-    from slamp_deploy.scores import allocate
+    from slamp_deploy.prune.scores import allocate
 
     return allocate(method, weights, alive, sparsity, lambdas=lambdas).keep
 
@@ -124,7 +124,7 @@ def _setup(width: float) -> dict[str, Any]:
 def _ops(env: dict[str, Any]) -> dict[str, Callable[[], Any]]:
     from torch.nn.utils import prune
 
-    from slamp_deploy.scores import allocate, magnitude_mask
+    from slamp_deploy.prune.scores import allocate, magnitude_mask
 
     weights, alive, lambdas = env["weights"], env["alive"], env["lambdas"]
     flat = torch.cat([w.detach().flatten() for w in weights.values()])
@@ -207,7 +207,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         return {"seconds": {k: statistics.median(v) for k, v in times.items()},
                 "all_seconds": times, "proposed_counts_identical": same}
     if kind == "profile":
-        from slamp_deploy.scores import allocate
+        from slamp_deploy.prune.scores import allocate
 
         allocate("slamp", env["weights"], env["alive"], SPARSITY, lambdas=env["lambdas"])
         pr = cProfile.Profile()
@@ -228,9 +228,9 @@ def calib_export(width: float, samples: int, timesteps: int) -> dict[str, Any]:
     """Calibration throughput and NIR export time for one model (in this process)."""
     from slamp_deploy.exporters.nir_export import nir_bytes, to_nir
 
-    from slamp_deploy.calibrate import calibrate
     from slamp_deploy.data import Dataset
-    from slamp_deploy.graph import trace
+    from slamp_deploy.model.graph import trace
+    from slamp_deploy.prune.calibrate import calibrate
 
     env = _setup(width)
     g = trace(env["model"], (3, 32, 32))

@@ -125,7 +125,7 @@ def resnet_tiny_digits() -> SpikingResNet:
     """:func:`resnet_tiny` with the weights trained on digits that ship beside this file
     (``examples/train_digits.py --arch resnet``; direct encoding, 8 steps, spike-count readout):
     ``slamp-deploy --model slamp_deploy.examples.cifar_resnet:resnet_tiny_digits``."""
-    from slamp_deploy.loader import load_weights
+    from slamp_deploy.model.loader import load_weights
 
     model = resnet_tiny()
     load_weights(model, str(resources.files("slamp_deploy.examples") / "digits_resnet.pt"))

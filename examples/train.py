@@ -34,8 +34,8 @@ from slamp_deploy.examples import cifar_resnet, cifar_vgg
 from slamp_deploy.data import ENCODINGS, Dataset, encode
 from slamp_deploy.datasets import KINDS, load_data_spec, parse_spec
 from slamp_deploy.errors import SlampError, UsageError
-from slamp_deploy.graph import SpikingGraph, trace
-from slamp_deploy.runner import READOUTS, check_readout, logits, loss, run
+from slamp_deploy.model.graph import SpikingGraph, trace
+from slamp_deploy.model.runner import READOUTS, check_readout, logits, loss, run
 
 DEFAULT_TIMESTEPS = 4  # static images; event data brings its own number of frames
 

@@ -22,7 +22,7 @@ from slamp_deploy.examples.digits import ENCODING, TIMESTEPS, build_model
 from torch import nn
 
 from slamp_deploy.data import encode, load_digits, split
-from slamp_deploy.graph import reset_state
+from slamp_deploy.model.graph import reset_state
 
 HERE = Path(__file__).resolve().parent
 

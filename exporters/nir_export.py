@@ -36,7 +36,7 @@ from torch import nn
 
 from slamp_deploy import __version__
 from slamp_deploy.errors import ExportError, ModelError
-from slamp_deploy.graph import ADD, INPUT, NEURON_KINDS, Op, SpikingGraph, neuron_params
+from slamp_deploy.model.graph import ADD, INPUT, NEURON_KINDS, Op, SpikingGraph, neuron_params
 
 DT = 1e-4
 R_CONVENTION = "r = tau/dt (snnTorch)"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError, UsageError
+from slamp_deploy.errors import DataError, UsageError
 
 ENCODINGS = ("direct", "rate", "latency")
 

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import Dataset, load_npz
-from .errors import DataError, UsageError
+from slamp_deploy.data import Dataset, load_npz
+from slamp_deploy.errors import DataError, UsageError
 
 #: per-channel mean and standard deviation of the 50,000 training images, in [0, 1] units,
 #: over every pixel (``train.reshape(-1, 3).mean(0)``, ``.std(0)``). CIFAR-10: the values

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .errors import SlampError, UsageError
+from slamp_deploy.errors import SlampError, UsageError
 
 
 class DistributedError(SlampError):

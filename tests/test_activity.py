@@ -12,12 +12,12 @@ import snntorch as snn
 import torch
 from torch import nn
 
-from slamp_deploy.activity import connectivity, dense_weights, measure
 from slamp_deploy.data import Dataset, encode, load_digits, split
-from slamp_deploy.deploy import geometries
-from slamp_deploy.fit import layer_stats
-from slamp_deploy.graph import trace
-from slamp_deploy.loader import load_model
+from slamp_deploy.fit.check import layer_stats
+from slamp_deploy.fit.search import geometries
+from slamp_deploy.measure.activity import connectivity, dense_weights, measure
+from slamp_deploy.model.graph import trace
+from slamp_deploy.model.loader import load_model
 from tests.golden.regenerate import GOLDEN, report_golden, report_model
 
 
@@ -275,7 +275,7 @@ def test_dense_swap_restores_after_an_error(example: tuple) -> None:
 
 
 def test_footprint_does_not_depend_on_history(example: tuple) -> None:
-    from slamp_deploy.activity import footprint_bytes
+    from slamp_deploy.measure.activity import footprint_bytes
 
     g, ev, _ = example
     a = footprint_bytes(g.model)

@@ -12,8 +12,8 @@ import torch
 from slamp_deploy.examples.temporal_task import CLASSES, PIXELS, TIMESTEPS, make_events
 
 from slamp_deploy.data import Dataset
-from slamp_deploy.graph import trace
-from slamp_deploy.measured_lambda import measured_lambdas
+from slamp_deploy.model.graph import trace
+from slamp_deploy.prune.measured_lambda import measured_lambdas
 
 from .conftest import tiny_mlp
 
@@ -95,7 +95,7 @@ def test_temporal_task_directions_share_their_pixels() -> None:
 
 def test_benchmark_synops_matches_activity_measure() -> None:
     from benchmarks.quality import synops
-    from slamp_deploy.activity import measure
+    from slamp_deploy.measure.activity import measure
 
     g = _tiny_graph()
     with torch.no_grad():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from slamp_deploy.calibrate import calibrate
 from slamp_deploy.data import from_arrays
-from slamp_deploy.graph import trace
-from slamp_deploy.scores import allocate
+from slamp_deploy.model.graph import trace
+from slamp_deploy.prune.calibrate import calibrate
+from slamp_deploy.prune.scores import allocate
 
 from .conftest import tiny_mlp
 

@@ -11,7 +11,7 @@ import torch
 from slamp_deploy.examples.digits import build_model
 
 from slamp_deploy.cli import main
-from slamp_deploy.graph import trace
+from slamp_deploy.model.graph import trace
 
 
 def _load_report(out: Path) -> dict:

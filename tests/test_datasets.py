@@ -24,8 +24,8 @@ from slamp_deploy.examples import cifar_vgg
 from slamp_deploy import datasets as D
 from slamp_deploy.data import split
 from slamp_deploy.errors import DataError, UsageError
-from slamp_deploy.graph import trace
-from slamp_deploy.runner import run
+from slamp_deploy.model.graph import trace
+from slamp_deploy.model.runner import run
 
 # ----------------------------------------------------------------------------- writers
 
@@ -607,7 +607,7 @@ def _train_main():
 
 def test_train_script_one_epoch_on_tiny_cifar10(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from slamp_deploy.loader import load_model
+    from slamp_deploy.model.loader import load_model
 
     write_cifar10(tmp_path, per_batch=2, n_test=4)
     out = tmp_path / "ckpt" / "vgg11.pt"

@@ -7,13 +7,13 @@ import dataclasses
 
 import pytest
 
-from slamp_deploy.activity import ActivityReport, LayerActivity, NeuronActivity
+from slamp_deploy.chips.hardware import Figure, HardwareProfile, load_profile
 from slamp_deploy.cli import main
-from slamp_deploy.energy import ann_estimate, estimate, format_energy
-from slamp_deploy.energy_cli import parse_targets, run_energy
+from slamp_deploy.cli.energy import parse_targets, run_energy
 from slamp_deploy.errors import UnknownTargetError
-from slamp_deploy.hardware import Figure, HardwareProfile, load_profile
-from slamp_deploy.reporting import energy_section
+from slamp_deploy.measure.activity import ActivityReport, LayerActivity, NeuronActivity
+from slamp_deploy.measure.energy import ann_estimate, estimate, format_energy
+from slamp_deploy.report.sections import energy_section
 
 
 def _fig(value: float | None, unit: str, conf: str) -> Figure:

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from slamp_deploy.chips.hardware import available_targets, load_profile
 from slamp_deploy.errors import ConstraintViolation, ModelError
-from slamp_deploy.fit import (
+from slamp_deploy.fit.check import (
     LayerGeometry,
     check_fit,
     core_starts,
@@ -17,7 +18,6 @@ from slamp_deploy.fit import (
     raise_if_not_fit,
     speck_memory,
 )
-from slamp_deploy.hardware import available_targets, load_profile
 from tests.golden.regenerate import GOLDEN, fit_golden, fit_models
 
 # ---- exact counting

@@ -10,8 +10,8 @@ from slamp_deploy.examples.digits import build_model
 from torch import nn
 
 from slamp_deploy.errors import ModelError
-from slamp_deploy.graph import INPUT, reset_state, trace
-from slamp_deploy.runner import run
+from slamp_deploy.model.graph import INPUT, reset_state, trace
+from slamp_deploy.model.runner import run
 
 from .conftest import tiny_mlp
 

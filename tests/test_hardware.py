@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slamp_deploy.errors import ProfileError, UnknownTargetError
-from slamp_deploy.hardware import (
+from slamp_deploy.chips.hardware import (
     CONFIDENCES,
     Figure,
     HardwareProfile,
@@ -17,6 +16,7 @@ from slamp_deploy.hardware import (
     dump_profile,
     load_profile,
 )
+from slamp_deploy.errors import ProfileError, UnknownTargetError
 
 BAD = Path(__file__).parent / "data" / "profiles"
 REQUIRED = {

@@ -14,10 +14,10 @@ from slamp_deploy.exporters.nir_export import DT, _order, from_nir, to_nir, writ
 from torch import nn
 
 from slamp_deploy.errors import ExportError, ModelError
-from slamp_deploy.graph import NEURON_KINDS, reset_state, trace
-from slamp_deploy.prune import apply_masks
-from slamp_deploy.runner import run
-from slamp_deploy.scores import magnitude_mask
+from slamp_deploy.model.graph import NEURON_KINDS, reset_state, trace
+from slamp_deploy.model.runner import run
+from slamp_deploy.prune.masks import apply_masks
+from slamp_deploy.prune.scores import magnitude_mask
 
 
 def pruned_example():

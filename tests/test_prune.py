@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from slamp_deploy import pipeline
 from slamp_deploy.data import from_arrays
-from slamp_deploy.graph import trace
-from slamp_deploy.prune import apply_masks, match_currents, synaptic_current
-from slamp_deploy.retrain import retrain
-from slamp_deploy.scores import magnitude_mask
+from slamp_deploy.model.graph import trace
+from slamp_deploy.pipeline import run as pipeline
+from slamp_deploy.prune.masks import apply_masks, match_currents, synaptic_current
+from slamp_deploy.prune.retrain import retrain
+from slamp_deploy.prune.scores import magnitude_mask
 
 from .conftest import tiny_mlp
 

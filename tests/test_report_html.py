@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from slamp_deploy.pipeline import PipelineConfig, run
-from slamp_deploy.report_html import PLOT_TITLES, markdown_to_html, render_files, render_html
-from slamp_deploy.reporting import energy_section
+from slamp_deploy.pipeline.run import PipelineConfig, run
+from slamp_deploy.report.html import PLOT_TITLES, markdown_to_html, render_files, render_html
+from slamp_deploy.report.sections import energy_section
 
 EXTERNAL = ("http://", "https://", 'src="//', "src='//", "<link", "<script", "@import", "url(")
 
@@ -113,8 +113,8 @@ def test_sweep_comparison_and_no_fit(report: dict[str, Any]) -> None:
 def test_unverified_energy_is_flagged_in_the_page(report: dict[str, Any]) -> None:
     import dataclasses
 
-    from slamp_deploy.activity import ActivityReport, LayerActivity, NeuronActivity
-    from slamp_deploy.hardware import Figure, load_profile
+    from slamp_deploy.chips.hardware import Figure, load_profile
+    from slamp_deploy.measure.activity import ActivityReport, LayerActivity, NeuronActivity
 
     p = load_profile("truenorth")
     p = dataclasses.replace(p, energy=dataclasses.replace(

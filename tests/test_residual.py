@@ -18,10 +18,10 @@ from slamp_deploy.exporters.nir_export import DT, NIRNetwork, from_nir, to_nir, 
 from torch import nn
 
 from slamp_deploy.cli import main
-from slamp_deploy.graph import reset_state, trace
-from slamp_deploy.prune import apply_masks
-from slamp_deploy.runner import run
-from slamp_deploy.scores import magnitude_mask
+from slamp_deploy.model.graph import reset_state, trace
+from slamp_deploy.model.runner import run
+from slamp_deploy.prune.masks import apply_masks
+from slamp_deploy.prune.scores import magnitude_mask
 
 from .test_nir_export import digits_seq, snntorch_import_spikes, spikes_of
 
@@ -277,8 +277,8 @@ def test_capped_allocation_shares_the_fan_in_cap_of_joined_rows():
     small case the greedy keeps the best-scoring feasible set (checked by enumeration)."""
     import itertools
 
-    from slamp_deploy.capped import LayerCaps, allocate_capped
-    from slamp_deploy.fit import LayerGeometry
+    from slamp_deploy.fit.capped import LayerCaps, allocate_capped
+    from slamp_deploy.fit.check import LayerGeometry
 
     rng = np.random.default_rng(4)
     a = LayerGeometry(name="a", kind="linear", in_shape=(3,), out_shape=(2,),
@@ -309,8 +309,8 @@ def test_capped_allocation_shares_the_fan_in_cap_of_joined_rows():
         got = sum(float(scores[n][m[n]].sum()) for n in ("a", "b"))
         assert got == pytest.approx(best), trial
     # a profile's fan-in cap loses the identity shortcut's synapse, on both joined layers
-    from slamp_deploy.capped import profile_caps
-    from slamp_deploy.hardware import load_profile
+    from slamp_deploy.chips.hardware import load_profile
+    from slamp_deploy.fit.capped import profile_caps
 
     caps = profile_caps([a, b, ident], load_profile("truenorth"))
     assert caps["a"].fan_in_max == caps["b"].fan_in_max == 255 and "p:identity" not in caps
@@ -319,8 +319,8 @@ def test_capped_allocation_shares_the_fan_in_cap_of_joined_rows():
 def test_a_joined_population_maps_like_one_layer_over_both_inputs():
     """Two Linear layers joined into one population give the per-core counts of one Linear layer
     whose input is both inputs side by side (the merge is exact, not an estimate)."""
-    from slamp_deploy.fit import LayerGeometry, check_fit
-    from slamp_deploy.hardware import load_profile
+    from slamp_deploy.chips.hardware import load_profile
+    from slamp_deploy.fit.check import LayerGeometry, check_fit
 
     rng = np.random.default_rng(0)
     m1, m2 = rng.random((300, 200)) < 0.3, rng.random((300, 90)) < 0.5
@@ -349,7 +349,7 @@ def test_a_joined_population_maps_like_one_layer_over_both_inputs():
 
 
 def test_train_script_trains_a_resnet_and_prints_the_command_that_prunes_it(tmp_path, capsys):
-    from slamp_deploy.loader import load_model
+    from slamp_deploy.model.loader import load_model
 
     from .test_datasets import _train_main, write_cifar10
 
@@ -367,7 +367,7 @@ def test_train_script_trains_a_resnet_and_prints_the_command_that_prunes_it(tmp_
 
 
 def test_incidence_in_chunks_equals_the_whole_for_linear_identity_and_joined_layers():
-    from slamp_deploy.fit import LayerGeometry, _populations, core_starts, layer_stats
+    from slamp_deploy.fit.check import LayerGeometry, _populations, core_starts, layer_stats
 
     rng = np.random.default_rng(2)
     lin = LayerGeometry(name="l", kind="linear", in_shape=(9,), out_shape=(11,),
@@ -386,9 +386,9 @@ def test_incidence_in_chunks_equals_the_whole_for_linear_identity_and_joined_lay
 
 
 def test_fit_geometry_refuses_a_join_after_the_neurons_by_name():
-    from slamp_deploy.deploy import geometries
     from slamp_deploy.errors import ModelError
-    from slamp_deploy.prune import alive_masks
+    from slamp_deploy.fit.search import geometries
+    from slamp_deploy.prune.masks import alive_masks
 
     g = trace(SpikeSum(), (6,))
     with pytest.raises(ModelError, match="fit check: the residual join 'lif2\\+lif1' adds spikes "

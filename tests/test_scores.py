@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slamp_deploy.errors import UnknownTargetError, UsageError
-from slamp_deploy.scores import (
+from slamp_deploy.prune.scores import (
     METHODS,
     allocate,
     global_keep,

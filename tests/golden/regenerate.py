@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from slamp_deploy.fit import LayerGeometry, check_fit
-from slamp_deploy.hardware import available_targets, load_profile
+from slamp_deploy.chips.hardware import available_targets, load_profile
+from slamp_deploy.fit.check import LayerGeometry, check_fit
 
 GOLDEN = Path(__file__).resolve().parent
 
@@ -100,7 +100,7 @@ def report_model() -> tuple[Any, Any, Any, dict[str, Any]]:
     from torch import nn
 
     from slamp_deploy.data import Dataset
-    from slamp_deploy.graph import trace
+    from slamp_deploy.model.graph import trace
 
     def lif() -> snn.Leaky:
         return snn.Leaky(beta=0.5, threshold=1.0, init_hidden=True, reset_mechanism="zero")
@@ -129,8 +129,8 @@ def report_model() -> tuple[Any, Any, Any, dict[str, Any]]:
 
 def report_golden() -> dict[str, Any]:
     """The activity and energy sections of :func:`report_model` (profile hashes left out)."""
-    from slamp_deploy.activity import dense_weights, measure
-    from slamp_deploy.reporting import activity_section, energy_section, target_profiles
+    from slamp_deploy.measure.activity import dense_weights, measure
+    from slamp_deploy.report.sections import activity_section, energy_section, target_profiles
 
     graph, data, dense, _ = report_model()
     pruned = measure(graph, data, timesteps=3, encoding="direct", label="pruned")

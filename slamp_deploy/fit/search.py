@@ -13,19 +13,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .capped import (
+from slamp_deploy.chips.hardware import HardwareProfile
+from slamp_deploy.errors import ModelError, UsageError
+from slamp_deploy.fit.capped import (
     CappedAllocation,
     LayerCaps,
     allocate_capped,
     find_fit_keep,
     profile_caps,
 )
-from .errors import ModelError, UsageError
-from .fit import IDENTITY, FitReport, LayerGeometry, check_fit
-from .fit import INPUT as INPUT_SOURCE
-from .graph import ADD, INPUT, NEURON_KINDS, SYNAPTIC_KINDS, SpikingGraph
-from .hardware import HardwareProfile
-from .scores import lamp_scores
+from slamp_deploy.fit.check import IDENTITY, FitReport, LayerGeometry, check_fit
+from slamp_deploy.fit.check import INPUT as INPUT_SOURCE
+from slamp_deploy.model.graph import ADD, INPUT, NEURON_KINDS, SYNAPTIC_KINDS, SpikingGraph
+from slamp_deploy.prune.scores import lamp_scores
 
 SCORE_METHODS = ("slamp", "lamp", "global")
 

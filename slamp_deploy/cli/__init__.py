@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from . import __version__
-from .errors import SlampError, SlampWarning
+from slamp_deploy import __version__
+from slamp_deploy.errors import SlampError, SlampWarning
 
 SUBCOMMANDS = ("run", "targets", "check", "energy")
 
@@ -164,7 +164,7 @@ def _print_summary(console: Any, report: dict[str, Any], out_dir: str) -> None:
     a.add_row(*(f"{acc[k]:.4f}" if k in acc else "-"
                 for k in ("dense", "pruned", "current_matched", "retrained")))
     console.print(a)
-    from .pipeline import REPORT_SECTIONS
+    from slamp_deploy.pipeline.run import REPORT_SECTIONS
 
     for key in REPORT_SECTIONS:
         sec = report.get(key)
@@ -181,8 +181,8 @@ def _print_summary(console: Any, report: dict[str, Any], out_dir: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .pipeline import PipelineConfig
-    from .pipeline import run as run_pipeline
+    from slamp_deploy.pipeline.run import PipelineConfig
+    from slamp_deploy.pipeline.run import run as run_pipeline
 
     cfg = PipelineConfig(
         target=args.target, model=args.model, weights=args.weights, data=args.data,
@@ -196,7 +196,7 @@ def _run(args: argparse.Namespace) -> int:
         lava=args.lava, lava_timeout=args.lava_timeout,
         device=args.device, dist_timeout=args.dist_timeout, seed=args.seed,
         split_seed=args.split_seed, out=args.out)
-    from .distributed import env_world
+    from slamp_deploy.distributed import env_world
 
     main_rank = env_world()[0] == 0
     err = Console(stderr=True)
@@ -230,14 +230,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] == "check":
             return _check(_check_parser().parse_args(argv[1:]))
         if argv and argv[0] == "energy":
-            from .energy_cli import run_energy
+            from slamp_deploy.cli.energy import run_energy
 
             return run_energy(argv[1:])
         if argv and argv[0] == "run":
             argv = argv[1:]
         return _run(build_parser().parse_args(argv))
     except SlampError as e:
-        from .distributed import env_world
+        from slamp_deploy.distributed import env_world
 
         rank, size, _ = env_world()
         prefix = f"rank {rank}: " if size > 1 and not str(e).startswith("rank ") else ""
@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _targets() -> int:
-    from .hardware import describe_targets
+    from slamp_deploy.chips.hardware import describe_targets
 
     for name, line in describe_targets():
         print(f"{name:<14} {line}")
@@ -257,7 +257,7 @@ def _targets() -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .check import run_check
+    from slamp_deploy.cli.check import run_check
 
     return run_check(args)
 
@@ -265,7 +265,7 @@ def _check(args: argparse.Namespace) -> int:
 def entrypoint() -> NoReturn:
     """Console-script entry point."""
     code = main()
-    from .distributed import env_world
+    from slamp_deploy.distributed import env_world
 
     if env_world()[1] > 1:
         # Under torchrun, skip interpreter finalization: torch.distributed's gloo threads (and the

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from slamp_deploy.chips.hardware import HardwareProfile
 from slamp_deploy.errors import InfeasibleTargetError, ModelError
-from slamp_deploy.fit import (
+from slamp_deploy.fit.check import (
     IDENTITY,
     FitReport,
     LayerGeometry,
@@ -48,7 +49,6 @@ from slamp_deploy.fit import (
     core_starts,
     population_members,
 )
-from slamp_deploy.hardware import HardwareProfile
 
 __all__ = [
     "LEVELS",

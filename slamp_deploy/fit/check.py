@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from slamp_deploy.chips.hardware import Figure, HardwareProfile
 from slamp_deploy.errors import ConstraintViolation, ModelError
-from slamp_deploy.hardware import Figure, HardwareProfile
 
 __all__ = [
     "FitReport",

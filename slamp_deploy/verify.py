@@ -23,14 +23,14 @@ import nir
 import numpy as np
 import torch
 
-from .data import encode
-from .errors import ExportError, SlampWarning
-from .exporters import lava_export, nir_export, nir_sim, onnx_export
-from .graph import NEURON_KINDS, Op
-from .runner import run
+from slamp_deploy.data import encode
+from slamp_deploy.errors import ExportError, SlampWarning
+from slamp_deploy.exporters import lava_export, nir_export, nir_sim, onnx_export
+from slamp_deploy.model.graph import NEURON_KINDS, Op
+from slamp_deploy.model.runner import run
 
 if TYPE_CHECKING:
-    from .pipeline import PipelineContext
+    from slamp_deploy.pipeline.run import PipelineContext
 
 VERIFY_SAMPLES = 64
 LAVA_TARGETS = ("loihi2", "loihi")

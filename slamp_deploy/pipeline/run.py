@@ -23,18 +23,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__, distributed
-from .calibrate import TIMESTEP_WEIGHTS, TemporalStats, calibrate
-from .data import ENCODINGS, Dataset, Split, check_labels, load_digits, load_npz, split
-from .deploy import capped_masks, caps_blocked, fit_keep, fit_section, has_caps
-from .errors import DataError, ModelError, SlampError, SlampWarning, UsageError
-from .graph import SpikingGraph, trace
-from .hardware import HardwareProfile, load_profile
-from .loader import BUILTIN, LoadedModel, load_model
-from .prune import Masks, alive_masks, apply_masks, masks_from_allocation, match_currents
-from .retrain import evaluate, retrain
-from .runner import READOUTS, check_readout
-from .scores import LAMBDA_VARIANTS, METHODS, Allocation, allocate
+from slamp_deploy import __version__, distributed
+from slamp_deploy.chips.hardware import HardwareProfile, load_profile
+from slamp_deploy.data import ENCODINGS, Dataset, Split, check_labels, load_digits, load_npz, split
+from slamp_deploy.errors import DataError, ModelError, SlampError, SlampWarning, UsageError
+from slamp_deploy.fit.search import capped_masks, caps_blocked, fit_keep, fit_section, has_caps
+from slamp_deploy.model.graph import SpikingGraph, trace
+from slamp_deploy.model.loader import BUILTIN, LoadedModel, load_model
+from slamp_deploy.model.runner import READOUTS, check_readout
+from slamp_deploy.prune.calibrate import TIMESTEP_WEIGHTS, TemporalStats, calibrate
+from slamp_deploy.prune.masks import (
+    Masks,
+    alive_masks,
+    apply_masks,
+    masks_from_allocation,
+    match_currents,
+)
+from slamp_deploy.prune.retrain import evaluate, retrain
+from slamp_deploy.prune.scores import LAMBDA_VARIANTS, METHODS, Allocation, allocate
 
 SCHEMA_VERSION = 1
 #: sections later stages add to the report, in the order report.md shows them; each is a dict
@@ -94,7 +100,7 @@ class PipelineConfig:
     def validate(self) -> None:
         """Refuse option values before any work is done (one line, names the option)."""
         if self.method not in METHODS:
-            from .errors import UnknownTargetError
+            from slamp_deploy.errors import UnknownTargetError
 
             raise UnknownTargetError(f"--method {self.method!r}: unknown; choose one of "
                                      f"{', '.join(METHODS)}")
@@ -164,7 +170,7 @@ def load_data(cfg: PipelineConfig) -> tuple[Dataset, Dataset | None]:
     ev = load_npz(cfg.eval_data) if cfg.eval_data else None
     if cfg.data is None:
         return load_digits(), ev
-    from .datasets import load_data_spec
+    from slamp_deploy.datasets import load_data_spec
 
     # rate and latency encoders read pixel values as probabilities in [0, 1]: no mean/std
     ds, test = load_data_spec(cfg.data, frames=cfg.timesteps,
@@ -183,7 +189,7 @@ def resolve_timesteps(cfg: PipelineConfig, ds: Dataset) -> int:
     if cfg.timesteps is not None:
         return cfg.timesteps
     if cfg.model is None or cfg.model == BUILTIN:
-        from .examples.digits import TIMESTEPS
+        from slamp_deploy.examples.digits import TIMESTEPS
 
         return TIMESTEPS
     return 8
@@ -250,7 +256,7 @@ def _run(cfg: PipelineConfig, world: distributed.World, progress: ProgressFactor
     report = ctx.build_report()
     out = Path(cfg.out).resolve()
     if world.is_main:  # only rank 0 writes
-        from .report_html import render_files
+        from slamp_deploy.report.html import render_files
 
         with timer.stage("report_html"):
             ctx.extra_files.update(render_files(report))  # from the final report
@@ -376,7 +382,7 @@ class PipelineContext:
         if c.method != "slamp":
             return {la.name: 1.0 for la in self.graph.layers}
         if c.lambda_variant == "measured":
-            from .measured_lambda import measured_lambdas
+            from slamp_deploy.prune.measured_lambda import measured_lambdas
 
             return measured_lambdas(self.graph, self.parts.calib, timesteps=self.timesteps,
                                     encoding=c.encoding, seed=c.seed)
@@ -415,8 +421,8 @@ class PipelineContext:
                 if self.fit_sparsity is not None:
                     section["fit_search_sparsity"] = _r(self.fit_sparsity)
                 self.sections["fit"] = section
-        from .export import export_all
-        from .reporting import add_activity_and_energy
+        from slamp_deploy.report.sections import add_activity_and_energy
+        from slamp_deploy.verify import export_all
 
         with self.timer.stage("activity_energy"):
             add_activity_and_energy(self)

@@ -14,17 +14,17 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from .data import Dataset, encode
-from .distributed import (
+from slamp_deploy.data import Dataset, encode
+from slamp_deploy.distributed import (
     all_reduce_tensor,
     broadcast_buffers,
     check_batch,
     current,
     shard_indices,
 )
-from .graph import SpikingGraph
-from .prune import apply_masks, masks_fixed
-from .runner import RunOutput, logits, loss, run
+from slamp_deploy.model.graph import SpikingGraph
+from slamp_deploy.model.runner import RunOutput, logits, loss, run
+from slamp_deploy.prune.masks import apply_masks, masks_fixed
 
 
 @torch.no_grad()

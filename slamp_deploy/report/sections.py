@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .activity import ActivityReport, dense_weights, measure
-from .energy import EnergyEstimate, ann_estimate, estimate, format_energy
-from .hardware import HardwareProfile, available_targets, load_profile
+from slamp_deploy.chips.hardware import HardwareProfile, available_targets, load_profile
+from slamp_deploy.measure.activity import ActivityReport, dense_weights, measure
+from slamp_deploy.measure.energy import EnergyEstimate, ann_estimate, estimate, format_energy
 
 if TYPE_CHECKING:
-    from .pipeline import PipelineContext
+    from slamp_deploy.pipeline.run import PipelineContext
 
 __all__ = ["activity_section", "add_activity_and_energy", "energy_section", "format_count",
            "target_profiles"]

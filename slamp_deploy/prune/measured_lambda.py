@@ -28,10 +28,10 @@ import math
 import numpy as np
 import torch
 
-from .data import Dataset, encode
-from .graph import NEURON_KINDS, SpikingGraph, reset_state
-from .runner import step
-from .scores import magnitude_mask
+from slamp_deploy.data import Dataset, encode
+from slamp_deploy.model.graph import NEURON_KINDS, SpikingGraph, reset_state
+from slamp_deploy.model.runner import step
+from slamp_deploy.prune.scores import magnitude_mask
 
 _STATE = ("mem", "syn")
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .errors import UsageError
-from .graph import ADD, INPUT, NEURON_KINDS, Op, SpikingGraph, reset_state
+from slamp_deploy.errors import UsageError
+from slamp_deploy.model.graph import ADD, INPUT, NEURON_KINDS, Op, SpikingGraph, reset_state
 
 READOUTS = ("spikes", "membrane")
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import Dataset, encode
-from .distributed import all_reduce_sum, current, shard_indices
-from .graph import NEURON_KINDS, SYNAPTIC_KINDS, Op, SpikingGraph, neuron_params
-from .runner import loss, run
-from .scores import impulse_response, temporal_factor
+from slamp_deploy.data import Dataset, encode
+from slamp_deploy.distributed import all_reduce_sum, current, shard_indices
+from slamp_deploy.model.graph import NEURON_KINDS, SYNAPTIC_KINDS, Op, SpikingGraph, neuron_params
+from slamp_deploy.model.runner import loss, run
+from slamp_deploy.prune.scores import impulse_response, temporal_factor
 
 TIMESTEP_WEIGHTS = ("uniform", "gradient")
 
@@ -61,7 +61,7 @@ def calibrate(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: s
     last layer's input current on one labelled batch, normalised to max 1; otherwise uniform.
     """
     if timestep_weights not in TIMESTEP_WEIGHTS:
-        from .errors import UsageError
+        from slamp_deploy.errors import UsageError
 
         raise UsageError(f"--timestep-weights {timestep_weights!r}: choose one of "
                          f"{', '.join(TIMESTEP_WEIGHTS)}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .deploy import fit_section
-from .fit import FitReport
-from .graph import trace
-from .hardware import load_profile
-from .loader import load_model
-from .pipeline import PipelineConfig, load_data
-from .prune import alive_masks
+from slamp_deploy.chips.hardware import load_profile
+from slamp_deploy.fit.check import FitReport
+from slamp_deploy.fit.search import fit_section
+from slamp_deploy.model.graph import trace
+from slamp_deploy.model.loader import load_model
+from slamp_deploy.pipeline.run import PipelineConfig, load_data
+from slamp_deploy.prune.masks import alive_masks
 
 
 def check_model(args: argparse.Namespace) -> FitReport:

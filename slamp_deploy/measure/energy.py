@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .activity import ActivityReport
-from .hardware import CONFIDENCES, Figure, HardwareProfile
+from slamp_deploy.chips.hardware import CONFIDENCES, Figure, HardwareProfile
+from slamp_deploy.measure.activity import ActivityReport
 
 __all__ = ["ANN_45NM", "TERMS", "AnnEstimate", "EnergyEstimate", "EnergyTerm", "LayerEnergy",
            "ReferenceFigure", "ann_estimate", "estimate", "format_energy"]

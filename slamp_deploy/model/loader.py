@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import ModelError
+from slamp_deploy.errors import ModelError
 
 BUILTIN = "builtin:digits"
 
@@ -34,13 +34,13 @@ def load_model(spec: str | None, weights: str | None, *, device: str = "cpu") ->
     built-in digits example with its shipped weights.
     """
     if spec is None or spec == BUILTIN:
-        from .examples.digits import build_model, weights_path
+        from slamp_deploy.examples.digits import build_model, weights_path
 
         model = build_model()
         weights = weights or str(weights_path())
         spec = BUILTIN
     elif spec.endswith(".nir"):
-        from .exporters.nir_export import from_nir
+        from slamp_deploy.exporters.nir_export import from_nir
 
         if weights is not None:
             raise ModelError(f"--weights {weights}: a NIR file carries its own weights; drop "

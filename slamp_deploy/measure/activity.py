@@ -31,10 +31,10 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from .data import Dataset, encode
-from .errors import DataError
-from .graph import NEURON_KINDS, Layer, Op, SpikingGraph, reset_state
-from .runner import run
+from slamp_deploy.data import Dataset, encode
+from slamp_deploy.errors import DataError
+from slamp_deploy.model.graph import NEURON_KINDS, Layer, Op, SpikingGraph, reset_state
+from slamp_deploy.model.runner import run
 
 __all__ = [
     "ActivityReport",

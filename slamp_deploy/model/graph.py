@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .errors import ModelError
+from slamp_deploy.errors import ModelError
 
 #: leaf module type -> graph op kind. Containers (Sequential, ModuleList, custom modules) are
 #: transparent; any other leaf is refused with the list below.

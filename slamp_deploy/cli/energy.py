@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .errors import UnknownTargetError, UsageError
+from slamp_deploy.errors import UnknownTargetError, UsageError
 
 DEFAULT_TARGETS = "loihi2,truenorth,speck"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import _add_model_args
+    from slamp_deploy.cli import _add_model_args
 
     p = argparse.ArgumentParser(
         prog="slamp-deploy energy",
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_targets(spec: str) -> list[str]:
     """Target names from ``--targets``; refuses unknown names, listing the known ones."""
-    from .hardware import available_targets
+    from slamp_deploy.chips.hardware import available_targets
 
     known = available_targets()
     if spec.strip() == "all":
@@ -52,8 +52,8 @@ def parse_targets(spec: str) -> list[str]:
 
 def measure_model(args: argparse.Namespace) -> Any:
     """Load the model and data named by ``args`` and measure the evaluation part."""
-    from .activity import measure
-    from .pipeline import PipelineConfig, prepare
+    from slamp_deploy.measure.activity import measure
+    from slamp_deploy.pipeline.run import PipelineConfig, prepare
 
     cfg = PipelineConfig(model=args.model, weights=args.weights, data=args.data,
                          eval_data=args.eval_data, timesteps=args.timesteps,
@@ -72,9 +72,9 @@ def run_energy(argv: list[str]) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from .energy import ann_estimate, estimate, format_energy
-    from .hardware import load_profile
-    from .reporting import format_count
+    from slamp_deploy.chips.hardware import load_profile
+    from slamp_deploy.measure.energy import ann_estimate, estimate, format_energy
+    from slamp_deploy.report.sections import format_count
 
     args = build_parser().parse_args(argv)
     names = parse_targets(args.targets)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import UnknownTargetError, UsageError
+from slamp_deploy.errors import UnknownTargetError, UsageError
 
 METHODS = ("slamp", "lamp", "global", "uniform", "uniform+", "erk")
 LAMBDA_VARIANTS = ("max", "l2", "sqrt")

@@ -245,7 +245,7 @@ def _plot_energy_targets(report: Mapping[str, Any]) -> bytes | None:
     en = report.get("energy")
     if not isinstance(en, dict) or not en.get("targets"):
         return None
-    from .energy import format_energy
+    from slamp_deploy.measure.energy import format_energy
 
     order = [en.get("target"), *sorted(k for k in en["targets"] if k != en.get("target"))]
     order = [k for k in order if k in en["targets"]]
@@ -477,8 +477,8 @@ def _figure_html(name: str, png: bytes) -> str:
 
 
 def _cards(report: Mapping[str, Any]) -> str:
-    from .energy import format_energy
-    from .reporting import format_count
+    from slamp_deploy.measure.energy import format_energy
+    from slamp_deploy.report.sections import format_count
 
     acc = report.get("accuracy", {})
     sp = report.get("sparsity", {})
@@ -518,7 +518,7 @@ def _cards(report: Mapping[str, Any]) -> str:
 def render_html(report: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
     """The page: header, key figures, energy caveats, then report.md's sections as HTML with
     each plot under its section (plots with no section at the end)."""
-    from .pipeline import render_markdown
+    from slamp_deploy.pipeline.run import render_markdown
 
     md = render_markdown(dict(report))
     chunks = re.split(r"(?m)^(?=## )", md)

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data import Dataset, encode
-from .distributed import all_reduce_tensor, current, shard_indices
-from .graph import Layer, Op, SpikingGraph
-from .runner import run
-from .scores import Allocation, magnitude_mask
+from slamp_deploy.data import Dataset, encode
+from slamp_deploy.distributed import all_reduce_tensor, current, shard_indices
+from slamp_deploy.model.graph import Layer, Op, SpikingGraph
+from slamp_deploy.model.runner import run
+from slamp_deploy.prune.scores import Allocation, magnitude_mask
 
 Masks = dict[str, torch.Tensor]  # layer name -> bool mask, True = kept
 
