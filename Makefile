@@ -40,8 +40,10 @@ test: install lava-env
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not lava"
 
+# ruff (style, complexity) and import-linter (the layering contracts in pyproject.toml)
 lint: install
 	$(VENV)/bin/ruff check .
+	bash scripts/lint-imports.sh
 
 bench-quality: install
 	$(PY) -m benchmarks.quality --mode quick
