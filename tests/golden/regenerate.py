@@ -155,12 +155,14 @@ def regenerate_report() -> list[Path]:
 #: what a built-in run writes that is not a result: wall times, the machine, the output folder
 RUN_VOLATILE = ("timings_s", "environment")
 RUN_OUT = "<out>"
+RUN_REPO = "<repo>"
 
 
 def run_outputs(out: Path) -> tuple[str, str]:
     """``(report.json, report.md)`` of the built-in ``--target loihi2`` run written into ``out``,
     with what differs between runs of the same code taken out: the wall times, the environment,
-    the output folder (replaced by ``<out>``) and the time-per-stage table of report.md."""
+    the output folder (replaced by ``<out>``), the checkout's folder in the built-in weights' path
+    (replaced by ``<repo>``) and the time-per-stage table of report.md."""
     from slamp_deploy.cli import main
 
     if main(["--target", "loihi2", "--out", str(out)]) != 0:
@@ -176,7 +178,8 @@ def run_outputs(out: Path) -> tuple[str, str]:
             skipping = line.startswith("## Time per stage")
         if not skipping:
             md_lines.append(line)
-    return text, "".join(md_lines)
+    repo = str(Path(__file__).resolve().parent.parent.parent)
+    return text.replace(repo, RUN_REPO), "".join(md_lines).replace(repo, RUN_REPO)
 
 
 def regenerate_run() -> list[Path]:
