@@ -1,5 +1,10 @@
 """``slamp-deploy check``: its options, and the per-layer table and verdict of
 :func:`slamp_deploy.pipeline.check.check_model` on the terminal.
+
+The fit of a model depends only on its weights and the per-sample input shape, so ``check``
+takes ``--model``, ``--weights`` and ``--data`` and none of the run's other model and data
+options (time steps, encoding, readout, device, seeds, evaluation split): it used to accept them
+and ignore them, which let a user believe they changed the verdict.
 """
 
 from __future__ import annotations
@@ -16,16 +21,19 @@ if TYPE_CHECKING:
 
     from slamp_deploy.fit.check import FitReport
 
+#: the model and data options the fit depends on
+CHECK_MODEL_DATA = ("model", "weights", "data")
+
+
 def check_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="slamp-deploy check",
         description="Map a (pruned or dense) model onto a chip and report every rule. Exit 0 "
                     "if it fits, 3 if it does not.")
-    options.add_option(p, "target", required=True, default=None,
-                       help="profile name or path/to/chip.toml")
-    options.add_option(p, "chips", help=None)
-    options.add_option(p, "cores", help=None)
-    options.add_model_data(p)
+    options.add_option(p, "target", required=True, default=None)
+    options.add_option(p, "chips")
+    options.add_option(p, "cores")
+    options.add_model_data(p, CHECK_MODEL_DATA)
     return p
 
 
