@@ -105,11 +105,10 @@ def _run(argv: Sequence[str]) -> int:
     from rich.console import Console
 
     from slamp_deploy.cli.options import to_config
+    from slamp_deploy.distributed import env_world
     from slamp_deploy.pipeline.run import run as run_pipeline
 
     cfg = to_config(main_parser().parse_args(argv))
-    from slamp_deploy.distributed import env_world
-
     main_rank = env_world()[0] == 0
     err = Console(stderr=True)
     with warnings.catch_warnings():
