@@ -45,11 +45,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from slamp_deploy.config import PipelineConfig
 from slamp_deploy.data import Dataset, encode
 from slamp_deploy.model.graph import SpikingGraph
 from slamp_deploy.model.runner import run as run_graph
 from slamp_deploy.pipeline.run import (
-    PipelineConfig,
     PipelineContext,
     _no_progress,
     _Timer,

@@ -78,3 +78,22 @@ def test_a_rule_based_method_keeps_its_density_under_the_chips_caps(tmp_path):
     state = torch.load(out / "pruned.pt", weights_only=True)
     assert int((state["5.weight"] != 0).sum(1).max()) <= 256
     assert rep["fit"]["fits"] is True
+
+
+@pytest.mark.parametrize("option", [["--timesteps", "4"], ["--encoding", "rate"],
+                                    ["--device", "cpu"], ["--seed", "1"], ["--readout", "membrane"],
+                                    ["--eval-data", "x.npz"], ["--split-seed", "1"]])
+def test_check_refuses_options_the_fit_does_not_depend_on(option, capsys):
+    # the verdict depends only on the weights and the input shape; an option that cannot change
+    # it is refused rather than silently ignored
+    with pytest.raises(SystemExit) as e:
+        main(["check", "--target", "truenorth", *option])
+    assert e.value.code == 2
+    assert f"unrecognized arguments: {' '.join(option)}" in capsys.readouterr().err
+
+
+def test_check_reads_model_weights_and_data(tmp_path, tiny_model_file, tiny_weights, digits_npz,
+                                            capsys):
+    assert main(["check", "--target", "loihi2", "--model", f"{tiny_model_file}:build",
+                 "--weights", str(tiny_weights), "--data", str(digits_npz), "--cores", "4"]) == 0
+    assert "loihi2: fits" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from slamp_deploy.config import PipelineConfig
 from slamp_deploy.data import from_arrays
 from slamp_deploy.model.graph import trace
 from slamp_deploy.pipeline import run as pipeline
@@ -49,10 +50,10 @@ def test_iterative_rounds_are_nested_and_stay_zero(tmp_path, monkeypatch, tiny_m
         return masks
 
     monkeypatch.setattr(pipeline, "masks_from_allocation", spy)
-    cfg = pipeline.PipelineConfig(model=f"{tiny_model_file}:build", weights=str(tiny_weights),
-                                  data=str(digits_npz), timesteps=4, sparsity=0.8, epochs=1,
-                                  schedule="iterative", rounds=3, calib_samples=64,
-                                  out=str(tmp_path / "o"))
+    cfg = PipelineConfig(model=f"{tiny_model_file}:build", weights=str(tiny_weights),
+                         data=str(digits_npz), timesteps=4, sparsity=0.8, epochs=1,
+                         schedule="iterative", rounds=3, calib_samples=64,
+                         out=str(tmp_path / "o"))
     result = pipeline.run(cfg)
     assert len(seen) == 3
     for a, b in itertools.pairwise(seen):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from slamp_deploy.pipeline.run import PipelineConfig, run
+from slamp_deploy.config import PipelineConfig
+from slamp_deploy.pipeline.run import run
 from slamp_deploy.report.html import PLOT_TITLES, markdown_to_html, render_files, render_html
 from slamp_deploy.report.sections import energy_section
 

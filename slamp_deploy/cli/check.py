@@ -1,37 +1,45 @@
-"""``slamp-deploy check``: map a (pruned or dense) model onto a chip and report every rule."""
+"""``slamp-deploy check``: its options, and the per-layer table and verdict of
+:func:`slamp_deploy.pipeline.check.check_model` on the terminal.
+
+The fit of a model depends only on its weights and the per-sample input shape, so ``check``
+takes ``--model``, ``--weights`` and ``--data`` and none of the run's other model and data
+options (time steps, encoding, readout, device, seeds, evaluation split): it used to accept them
+and ignore them, which let a user believe they changed the verdict.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from slamp_deploy.chips.hardware import load_profile
-from slamp_deploy.fit.check import FitReport
-from slamp_deploy.fit.search import fit_section
-from slamp_deploy.model.graph import trace
-from slamp_deploy.model.loader import load_model
-from slamp_deploy.pipeline.run import PipelineConfig, load_data
-from slamp_deploy.prune.masks import alive_masks
+from slamp_deploy.cli import options
 
-
-def check_model(args: argparse.Namespace) -> FitReport:
-    """Load the model named by ``args`` and check its current (non-zero) weights."""
-    profile = load_profile(args.target)
-    loaded = load_model(args.model, args.weights, device="cpu")
-    cfg = PipelineConfig(target=args.target, model=args.model, weights=args.weights,
-                         data=args.data)
-    ds, _ = load_data(cfg)
-    graph = trace(loaded.model, ds.sample_shape)
-    rep, _section = fit_section(graph, alive_masks(graph), profile, args.chips, args.cores)
-    return rep
-
-
-def run_check(args: argparse.Namespace) -> int:
-    """Print the per-layer mapping and the verdict; 0 if it fits, 3 if not."""
-    from rich.console import Console
+if TYPE_CHECKING:
     from rich.table import Table
 
-    rep = check_model(args)
+    from slamp_deploy.fit.check import FitReport
+
+#: the model and data options the fit depends on
+CHECK_MODEL_DATA = ("model", "weights", "data")
+
+
+def check_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="slamp-deploy check",
+        description="Map a (pruned or dense) model onto a chip and report every rule. Exit 0 "
+                    "if it fits, 3 if it does not.")
+    options.add_option(p, "target", required=True, default=None)
+    options.add_option(p, "chips")
+    options.add_option(p, "cores")
+    options.add_model_data(p, CHECK_MODEL_DATA)
+    return p
+
+
+def _layer_table(rep: FitReport) -> Table:
+    from rich.table import Table
+
     t = Table(title=f"fit on {rep.target}")
     for col in ("layer", "kind", "neurons", "synapses", "fan-in", "fan-out", "cores",
                 "binding rule", "margin"):
@@ -41,8 +49,18 @@ def run_check(args: argparse.Namespace) -> int:
                   str(lf.max_fan_in), str(lf.max_fan_out), "-" if lf.cores is None
                   else str(lf.cores), lf.binding_rule or "-",
                   "-" if lf.binding_margin is None else f"{lf.binding_margin:,}")
+    return t
+
+
+def run_check(argv: Sequence[str]) -> int:
+    """Print the per-layer mapping and the verdict; 0 if it fits, 3 if not."""
+    from rich.console import Console
+
+    from slamp_deploy.pipeline.check import check_model
+
+    rep = check_model(options.to_config(check_parser().parse_args(argv)))
     con = Console()
-    con.print(t)
+    con.print(_layer_table(rep))
     con.print(rep.summary(), soft_wrap=True)
     for v in rep.violations:
         how = "pruning relieves it" if v.relievable else "pruning cannot relieve it"

@@ -25,13 +25,14 @@ import torch
 
 from slamp_deploy import __version__, distributed
 from slamp_deploy.chips.hardware import HardwareProfile, load_profile
-from slamp_deploy.data import ENCODINGS, Dataset, Split, check_labels, load_digits, load_npz, split
+from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
+from slamp_deploy.data import Dataset, Split, check_labels, load_digits, load_npz, split
 from slamp_deploy.errors import DataError, ModelError, SlampError, SlampWarning, UsageError
 from slamp_deploy.fit.search import capped_masks, caps_blocked, fit_keep, fit_section, has_caps
 from slamp_deploy.model.graph import SpikingGraph, trace
 from slamp_deploy.model.loader import BUILTIN, LoadedModel, load_model
-from slamp_deploy.model.runner import READOUTS, check_readout
-from slamp_deploy.prune.calibrate import TIMESTEP_WEIGHTS, TemporalStats, calibrate
+from slamp_deploy.model.runner import check_readout
+from slamp_deploy.prune.calibrate import TemporalStats, calibrate
 from slamp_deploy.prune.masks import (
     Masks,
     alive_masks,
@@ -40,17 +41,12 @@ from slamp_deploy.prune.masks import (
     match_currents,
 )
 from slamp_deploy.prune.retrain import evaluate, retrain
-from slamp_deploy.prune.scores import LAMBDA_VARIANTS, METHODS, Allocation, allocate
+from slamp_deploy.prune.scores import Allocation, allocate
 
 SCHEMA_VERSION = 1
 #: sections later stages add to the report, in the order report.md shows them; each is a dict
 #: that may carry "summary" (printed by the CLI) and "markdown" (appended to report.md)
 REPORT_SECTIONS = ("fit", "activity", "energy", "export")
-SCHEDULES = ("oneshot", "iterative")
-#: SLAMP temporal factor: the three estimators from calibration statistics, or measured on the
-#: network (slamp_deploy.measured_lambda)
-LAMBDA_CHOICES = (*LAMBDA_VARIANTS, "measured")
-DEFAULT_SPARSITY = 0.9
 
 #: progress(description, total) -> context manager yielding advance(n)
 ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
@@ -59,82 +55,6 @@ ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], No
 @contextmanager
 def _no_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     yield lambda n: None
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Everything a run depends on; the CLI builds one from its arguments."""
-
-    target: str = "loihi2"
-    model: str | None = None  # None: the built-in digits example
-    weights: str | None = None
-    data: str | None = None  # None: scikit-learn digits
-    eval_data: str | None = None
-    timesteps: int | None = None  # None: the example's 8, or the sequence length of the data
-    encoding: str = "direct"
-    readout: str = "spikes"
-    method: str = "slamp"
-    sparsity: float | None = None  # None: DEFAULT_SPARSITY (or the fit search with fit=True)
-    fit: bool = False
-    chips: int | None = None
-    cores: int | None = None
-    epochs: int = 3
-    lr: float = 1e-3
-    batch_size: int = 64
-    schedule: str = "oneshot"
-    rounds: int = 3
-    current_matching: bool = True
-    lambda_variant: str = "l2"  # best mean accuracy after retraining (docs/benchmarks.md)
-    timestep_weights: str = "uniform"
-    eval_fraction: float = 0.2
-    calib_samples: int = 256
-    verify_samples: int = 64  # evaluation samples the exported models are checked on
-    lava: bool = True  # run the Lava check for Loihi targets
-    lava_timeout: float = 300.0  # seconds per Lava run before it is abandoned (with a warning)
-    device: str = "cpu"
-    dist_timeout: float = 300.0  # seconds a rank waits for the others (torchrun runs only)
-    seed: int = 0
-    split_seed: int = 0  # fixes the evaluation split (the built-in weights were trained on 0's)
-    out: str = "slamp-out"
-
-    def validate(self) -> None:
-        """Refuse option values before any work is done (one line, names the option)."""
-        if self.method not in METHODS:
-            from slamp_deploy.errors import UnknownTargetError
-
-            raise UnknownTargetError(f"--method {self.method!r}: unknown; choose one of "
-                                     f"{', '.join(METHODS)}")
-        if self.sparsity is not None and not (0.0 <= self.sparsity < 1.0
-                                              and math.isfinite(self.sparsity)):
-            raise UsageError(f"--sparsity {self.sparsity}: must be in [0, 1)")
-        if self.encoding not in ENCODINGS:
-            raise UsageError(f"--encoding {self.encoding!r}: choose one of {', '.join(ENCODINGS)}")
-        if self.readout not in READOUTS:
-            raise UsageError(f"--readout {self.readout!r}: choose one of {', '.join(READOUTS)}")
-        if self.schedule not in SCHEDULES:
-            raise UsageError(f"--schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-        if self.lambda_variant not in LAMBDA_CHOICES:
-            raise UsageError(f"--lambda-variant {self.lambda_variant!r}: choose one of "
-                             f"{', '.join(LAMBDA_CHOICES)}")
-        if self.timestep_weights not in TIMESTEP_WEIGHTS:
-            raise UsageError(f"--timestep-weights {self.timestep_weights!r}: choose one of "
-                             f"{', '.join(TIMESTEP_WEIGHTS)}")
-        for name, v, low in (("--epochs", self.epochs, 0), ("--rounds", self.rounds, 1),
-                             ("--batch-size", self.batch_size, 1),
-                             ("--calib-samples", self.calib_samples, 1),
-                             ("--verify-samples", self.verify_samples, 1)):
-            if v < low:
-                raise UsageError(f"{name} {v}: must be at least {low}")
-        if self.timesteps is not None and self.timesteps < 1:
-            raise UsageError(f"--timesteps {self.timesteps}: must be at least 1")
-        if not 0.0 < self.eval_fraction < 1.0:
-            raise UsageError(f"--eval-fraction {self.eval_fraction}: must be in (0, 1)")
-        if self.device not in ("cpu", "cuda"):
-            raise UsageError(f"--device {self.device!r}: choose cpu or cuda")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available here; use --device cpu")
-        if not self.lr > 0:
-            raise UsageError(f"--lr {self.lr}: must be positive")
 
 
 @dataclass
