@@ -74,7 +74,7 @@ def run_energy(argv: list[str]) -> int:
 
     from slamp_deploy.chips.hardware import load_profile
     from slamp_deploy.measure.energy import ann_estimate, estimate, format_energy
-    from slamp_deploy.report.sections import format_count
+    from slamp_deploy.report.format import format_count
 
     args = build_parser().parse_args(argv)
     names = parse_targets(args.targets)
