@@ -198,7 +198,7 @@ def run_one(task: Task, spec: RunSpec) -> dict[str, Any]:
     T, enc = ctx.timesteps, ctx.cfg.encoding
     dense_ops = synops(ctx.graph, ctx.parts.eval, timesteps=T, encoding=enc, seed=spec.seed)
     ctx.prune_and_recover()
-    report = ctx.build_report()
+    report = ctx.build_report().to_dict()
     pruned_ops = synops(ctx.graph, ctx.parts.eval, timesteps=T, encoding=enc, seed=spec.seed)
     d, p = sum(dense_ops.values()), sum(pruned_ops.values())
     acc = report["accuracy"]

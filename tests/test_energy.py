@@ -13,7 +13,7 @@ from slamp_deploy.cli.energy import parse_targets, run_energy
 from slamp_deploy.errors import UnknownTargetError
 from slamp_deploy.measure.activity import ActivityReport, LayerActivity, NeuronActivity
 from slamp_deploy.measure.energy import ann_estimate, estimate, format_energy
-from slamp_deploy.report.sections import energy_section
+from slamp_deploy.report.model import energy_section
 
 
 def _fig(value: float | None, unit: str, conf: str) -> Figure:
@@ -129,7 +129,7 @@ def test_unverified_figure_is_flagged_in_every_output() -> None:
     assert e.status == "complete" and e.unverified == ("synops",) and not e.plain
     assert e.confidence == "U"
     assert "unverified" in e.display()
-    sec = energy_section(a, a, [p])
+    sec = energy_section(a, a, [p]).to_dict()
     assert sec["flags"] and "unverified" in sec["flags"][0]
     assert "unverified" in sec["summary"].splitlines()[0]  # terminal
     assert sec["targets"]["uchip"]["pruned"]["unverified"] == ["synops"]  # JSON
@@ -142,7 +142,7 @@ def test_unverified_figure_is_flagged_in_every_output() -> None:
 def test_plain_fact_only_when_complete_and_verified() -> None:
     p = _profile(_fig(10.0, "pJ", "V"), _fig(2.0, "pJ", "V"), _fig(5.0, "pJ", "V"),
                  _fig(0.1, "W", "V"), _fig(1e-3, "s", "V"))
-    sec = energy_section(_activity(), _activity(), [p])
+    sec = energy_section(_activity(), _activity(), [p]).to_dict()
     assert sec["flags"] == []
     assert "partial" not in sec["summary"] and "unverified" not in sec["summary"]
 

@@ -16,8 +16,9 @@ import torch
 
 from slamp_deploy.config import PipelineConfig
 from slamp_deploy.pipeline.run import run
-from slamp_deploy.report.html import PLOT_TITLES, markdown_to_html, render_files, render_html
-from slamp_deploy.report.sections import energy_section
+from slamp_deploy.report.html import markdown_to_html, render_files, render_html
+from slamp_deploy.report.model import RunReport, energy_section
+from slamp_deploy.report.plots import PLOT_TITLES
 
 EXTERNAL = ("http://", "https://", 'src="//', "src='//", "<link", "<script", "@import", "url(")
 
@@ -80,7 +81,8 @@ def test_sections_measure_the_pruned_weights(run_dir: Path, report: dict[str, An
 
 
 def test_render_is_deterministic_and_self_contained(report: dict[str, Any]) -> None:
-    a, b = render_files(report), render_files(copy.deepcopy(report))
+    a = render_files(RunReport.from_dict(report))
+    b = render_files(RunReport.from_dict(copy.deepcopy(report)))
     assert a == b
     page = a["report.html"].decode()
     for name in PLOT_TITLES:
@@ -97,18 +99,11 @@ def test_render_is_deterministic_and_self_contained(report: dict[str, Any]) -> N
                                      + report["energy"]["markdown"].count("\n|---"))
 
 
-def test_sweep_comparison_and_no_fit(report: dict[str, Any]) -> None:
+def test_no_fit_section_no_fit_map(report: dict[str, Any]) -> None:
     r = copy.deepcopy(report)
-    r["sweep"] = {"points": [{"sparsity": s, "accuracy": 1 - s / 2, "method": m}
-                             for s in (0.5, 0.8, 0.9) for m in ("slamp", "lamp")]}
-    layers = [row["name"] for row in r["layers"]]
-    r["comparison"] = {"allocations": {"lamp": {n: 0.5 for n in layers},
-                                       "uniform": {n: 0.9 for n in layers}}}
     del r["fit"]
-    files = render_files(r)
-    assert "plots/accuracy_vs_sparsity.png" in files
+    files = render_files(RunReport.from_dict(r))
     assert "plots/fit_map.png" not in files
-    assert files["plots/sparsity.png"] != render_files(report)["plots/sparsity.png"]
 
 
 def test_unverified_energy_is_flagged_in_the_page(report: dict[str, Any]) -> None:
@@ -128,13 +123,13 @@ def test_unverified_energy_is_flagged_in_the_page(report: dict[str, Any]) -> Non
                        neuron_layers=(NeuronActivity(name="n", kind="leaky", neurons=2,
                                                      samples=1, spikes=(1,)),),
                        parameter_count=6, parameters_nonzero=6, footprint_bytes=24)
-    r = copy.deepcopy(report)
-    r["energy"] = energy_section(a, a, [p])
+    r = dataclasses.replace(RunReport.from_dict(report), energy=energy_section(a, a, [p]))
     page = render_files(r)["report.html"].decode()
     assert "class='caveat'" in page and "is not plain fact" in page
     assert "unverified" in page
-    plain = copy.deepcopy(report)
-    plain["energy"]["flags"] = []
+    plain = RunReport.from_dict(report)
+    assert plain.energy is not None
+    plain = dataclasses.replace(plain, energy=dataclasses.replace(plain.energy, flags=()))
     assert "class='caveat'" not in render_html(plain, {})
 
 

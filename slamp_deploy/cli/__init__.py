@@ -14,10 +14,13 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from slamp_deploy import __version__
 from slamp_deploy.errors import SlampError, SlampWarning
+
+if TYPE_CHECKING:
+    from slamp_deploy.report.model import RunReport
 
 #: the subcommands, each a module of this package with a ``run_<name>(argv) -> int``; anything
 #: else is the full pipeline (``slamp-deploy [run] [options]``)
@@ -56,12 +59,12 @@ def _rich_progress(console: Any) -> Iterator[Callable[[str, int], Any]]:
         yield factory
 
 
-def _print_summary(console: Any, report: dict[str, Any], out_dir: str) -> None:
+def _print_summary(console: Any, report: RunReport, out_dir: str) -> None:
     from rich.table import Table
 
-    sp = report["sparsity"]
-    acc = report["accuracy"]
-    t = Table(title=f"slamp-deploy · {report['method']} → {report['target']}", show_lines=False)
+    sp = report.sparsity
+    acc = report.accuracy
+    t = Table(title=f"slamp-deploy · {report.method} → {report.target}", show_lines=False)
     t.add_column("layer")
     t.add_column("kind")
     t.add_column("weights", justify="right")
@@ -69,14 +72,14 @@ def _print_summary(console: Any, report: dict[str, Any], out_dir: str) -> None:
     t.add_column("sparsity", justify="right")
     t.add_column("layer score", justify="right")
     t.add_column("firing rate", justify="right")
-    for row in report["layers"]:
-        fr = row["firing_rate_per_step"]
-        t.add_row(row["name"], row["kind"], f"{row['weights_total']:,}",
-                  f"{row['weights_kept']:,}", f"{row['sparsity']:.3f}",
-                  f"{row['layer_score']:.3f}", f"{sum(fr) / len(fr):.3f}" if fr else "-")
+    for row in report.layers:
+        fr = row.firing_rate_per_step
+        t.add_row(row.name, row.kind, f"{row.weights_total:,}", f"{row.weights_kept:,}",
+                  f"{row.sparsity:.3f}", f"{row.layer_score:.3f}",
+                  f"{sum(fr) / len(fr):.3f}" if fr else "-")
     t.add_section()
-    t.add_row("total", "", f"{sp['weights_total']:,}", f"{sp['weights_kept']:,}",
-              f"{sp['achieved']:.3f}", "", "")
+    t.add_row("total", "", f"{sp.weights_total:,}", f"{sp.weights_kept:,}",
+              f"{sp.achieved:.3f}", "", "")
     console.print(t)
     a = Table(title="accuracy on the evaluation data")
     a.add_column("dense", justify="right")
@@ -86,13 +89,10 @@ def _print_summary(console: Any, report: dict[str, Any], out_dir: str) -> None:
     a.add_row(*(f"{acc[k]:.4f}" if k in acc else "-"
                 for k in ("dense", "pruned", "current_matched", "retrained")))
     console.print(a)
-    from slamp_deploy.pipeline.run import REPORT_SECTIONS
-
-    for key in REPORT_SECTIONS:
-        sec = report.get(key)
-        if isinstance(sec, dict) and sec.get("summary"):
-            console.print(sec["summary"], soft_wrap=True)
-    tim = report["timings_s"]
+    for summary in report.section_summaries():
+        if summary:
+            console.print(summary, soft_wrap=True)
+    tim = report.timings_s
     console.print(f"total {tim.get('total', 0):.1f} s · "
                   + " · ".join(f"{k} {v:.1f} s" for k, v in tim.items() if k != "total"),
                   soft_wrap=True)
@@ -120,12 +120,12 @@ def _run(argv: Sequence[str]) -> int:
         else:  # under torchrun only rank 0 prints
             run_pipeline(cfg)
             return 0
-    for w in result.report.get("warnings", []):
+    for w in result.report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     _print_summary(Console(), result.report, str(result.out_dir))
-    fit = result.report.get("fit")
-    if isinstance(fit, dict) and not fit.get("fits", True):
-        print(f"error: the pruned model does not fit {cfg.target}: {fit['summary']}; "
+    fit = result.report.fit
+    if fit is not None and not fit.report.fits:
+        print(f"error: the pruned model does not fit {cfg.target}: {fit.summary}; "
               f"try --fit", file=sys.stderr)
         return 3
     return 0

@@ -53,7 +53,7 @@ def parse_targets(spec: str) -> list[str]:
 
 
 def _activity_line(act: ActivityReport) -> str:
-    from slamp_deploy.report.sections import format_count
+    from slamp_deploy.report.format import format_count
 
     return (f"{act.samples} evaluation samples x {act.timesteps} steps: SynOps per sample "
             f"{format_count(act.synops)} (Effective_ACs {format_count(act.effective_acs)}, "

@@ -25,7 +25,7 @@ from slamp_deploy.chips.hardware import CONFIDENCES, Figure, HardwareProfile
 from slamp_deploy.measure.activity import ActivityReport
 
 __all__ = ["ANN_45NM", "TERMS", "AnnEstimate", "EnergyEstimate", "EnergyTerm", "LayerEnergy",
-           "ReferenceFigure", "ann_estimate", "estimate", "format_energy"]
+           "ReferenceFigure", "ann_estimate", "energy_caveat", "estimate", "format_energy"]
 
 #: the terms of the template, in order: (name, profile figure, what is counted)
 TERMS: tuple[tuple[str, str, str], ...] = (
@@ -221,8 +221,7 @@ class EnergyEstimate:
         """The total with one-word caveats, e.g. ``>= 2.61 uJ (partial)`` or ``unknown``."""
         if self.total_j is None:
             return "unknown"
-        tags = (["partial"] if self.status == "partial" else []) + (
-            ["unverified"] if self.unverified else [])
+        tags = energy_caveat(self)
         prefix = ">= " if self.status == "partial" else ""
         return f"{prefix}{format_energy(self.total_j)}" + (f" ({', '.join(tags)})" if tags
                                                             else "")
@@ -237,6 +236,14 @@ class EnergyEstimate:
             "terms": [t.to_dict() for t in self.terms],
             "layers": [la.to_dict() for la in self.layers],
         }
+
+
+def energy_caveat(est: EnergyEstimate) -> tuple[str, ...]:
+    """The one-word caveats of a displayed total: ``partial`` (a lower bound) and/or
+    ``unverified``; empty when the total is plain fact. Every short label (terminal, report.md,
+    plots, cards) is built from these words."""
+    return (("partial",) if est.status == "partial" else ()) + (
+        ("unverified",) if est.unverified else ())
 
 
 def _energy(count: float, fig: Figure, scale: float = 1e-12) -> float | None:

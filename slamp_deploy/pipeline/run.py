@@ -1,20 +1,20 @@
-"""The whole job, stage by stage: load, calibrate, score, prune, recover, retrain, report.
+"""The whole job, stage by stage: load, calibrate, score, prune, recover, retrain, check the fit,
+measure, export, report.
 
 Library code: it raises :class:`~slamp_deploy.errors.SlampError` subclasses and reports progress
-through a callback; only the CLI prints.
+through a callback; only the CLI prints. Each stage after retraining returns a frozen value
+(:class:`Deployed` holds the report sections); :meth:`PipelineContext.build_report` puts them
+into the typed :class:`~slamp_deploy.report.model.RunReport`, and
+:mod:`slamp_deploy.pipeline.outputs` writes it.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import platform
-import shutil
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,9 +29,11 @@ from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
 from slamp_deploy.data import Dataset, Split, check_labels, load_digits, load_npz, split
 from slamp_deploy.errors import DataError, ModelError, SlampError, SlampWarning, UsageError
 from slamp_deploy.fit.search import capped_masks, caps_blocked, fit_keep, fit_section, has_caps
+from slamp_deploy.measure.activity import dense_weights, measure
 from slamp_deploy.model.graph import SpikingGraph, trace
 from slamp_deploy.model.loader import BUILTIN, LoadedModel, load_model
 from slamp_deploy.model.runner import check_readout
+from slamp_deploy.pipeline.outputs import write_outputs
 from slamp_deploy.prune.calibrate import TemporalStats, calibrate
 from slamp_deploy.prune.masks import (
     Masks,
@@ -42,11 +44,26 @@ from slamp_deploy.prune.masks import (
 )
 from slamp_deploy.prune.retrain import evaluate, retrain
 from slamp_deploy.prune.scores import Allocation, allocate
-
-SCHEMA_VERSION = 1
-#: sections later stages add to the report, in the order report.md shows them; each is a dict
-#: that may carry "summary" (printed by the CLI) and "markdown" (appended to report.md)
-REPORT_SECTIONS = ("fit", "activity", "energy", "export")
+from slamp_deploy.report.html import render_files
+from slamp_deploy.report.model import (
+    ActivityData,
+    ActivitySection,
+    CalibrationInfo,
+    CurrentMatching,
+    DataInfo,
+    DistributedInfo,
+    EnergySection,
+    EnvironmentInfo,
+    FitSection,
+    LayerRow,
+    ModelInfo,
+    RoundRecord,
+    RunReport,
+    SparsityInfo,
+    activity_section,
+    energy_section,
+    target_profiles,
+)
 
 #: progress(description, total) -> context manager yielding advance(n)
 ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
@@ -57,11 +74,11 @@ def _no_progress(description: str, total: int) -> Iterator[Callable[[int], None]
     yield lambda n: None
 
 
-@dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PipelineResult:
     """What a run produced: the report (also written as JSON) and where the outputs are."""
 
-    report: dict[str, Any]
+    report: RunReport
     out_dir: Path
     graph: SpikingGraph
     masks: Masks = field(repr=False)
@@ -162,26 +179,35 @@ def _run(cfg: PipelineConfig, world: distributed.World, progress: ProgressFactor
         loaded, graph, parts, T = prepare(cfg)
     ctx = PipelineContext(cfg=cfg, loaded=loaded, graph=graph, parts=parts, timesteps=T,
                           timer=timer, progress=prog, profile=profile, world=world)
+    deployed = Deployed()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SlampWarning)
         ctx.prune_and_recover()
         if world.is_main:  # fit check, reports and export are cheap and write files: rank 0
-            ctx.deploy()
+            deployed = ctx.deploy()
         if after_retrain is not None:
             after_retrain(ctx)
-    ctx.warnings = [str(w.message) for w in caught if issubclass(w.category, SlampWarning)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, SlampWarning)]
     for w in caught:  # hand everything back to the caller's warning filters
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     timer.stages["total"] = round(time.perf_counter() - t_start, 3)
-    report = ctx.build_report()
+    report = ctx.build_report(deployed, messages)
     out = Path(cfg.out).resolve()
     if world.is_main:  # only rank 0 writes
-        from slamp_deploy.report.html import render_files
-
         with timer.stage("report_html"):
             ctx.extra_files.update(render_files(report))  # from the final report
         out = write_outputs(out, report, graph, ctx.extra_files)
     return PipelineResult(report=report, out_dir=out, graph=graph, masks=ctx.masks)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deployed:
+    """What the stages after retraining found (rank 0 only; empty on the other ranks)."""
+
+    fit: FitSection | None = None
+    activity: ActivitySection | None = None
+    energy: EnergySection | None = None
+    export: Mapping[str, Any] | None = None  # verify.export_all's section, still a mapping
 
 
 @dataclass
@@ -199,19 +225,16 @@ class PipelineContext:
     world: distributed.World = field(default_factory=distributed.World)
     mask_digests: list[str] = field(default_factory=list)
     fit_sparsity: float | None = None  # smallest sparsity that fits (with --fit)
-    fits: bool | None = None
     accuracy: dict[str, float] = field(default_factory=dict)
     masks: Masks = field(default_factory=dict)
     allocation: Allocation | None = None
     stats: TemporalStats | None = None
     lambdas: dict[str, float] = field(default_factory=dict)
-    rounds: list[dict[str, Any]] = field(default_factory=list)
+    rounds: list[RoundRecord] = field(default_factory=list)
     matching: dict[str, list[float]] = field(default_factory=dict)
     loss_history: list[float] = field(default_factory=list)
-    sections: dict[str, Any] = field(default_factory=dict)  # added by later stages (fit, export)
     extra_files: dict[str, bytes] = field(default_factory=dict)  # more outputs, by file name
     dense_weights: dict[str, torch.Tensor] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)  # SlampWarning messages of the run
 
     @property
     def sparsity(self) -> float:
@@ -292,7 +315,7 @@ class PipelineContext:
                                    seed=c.seed + r, progress=adv)
                 self.loss_history.extend(hist)
                 rec["accuracy_retrained"] = self._eval("retrained")
-            self.rounds.append(rec)
+            self.rounds.append(RoundRecord(**rec))
         if c.epochs == 0:
             self.accuracy.setdefault("retrained", self.accuracy.get(
                 "current_matched", self.accuracy["pruned"]))
@@ -323,102 +346,116 @@ class PipelineContext:
                              f"or drop it to let --fit choose")
         self.fit_sparsity = needed
 
-    def deploy(self) -> None:
-        """After retraining: check the fit, export NIR and prove the export behaves the same."""
-        c = self.cfg
-        if self.profile is not None:
-            try:
-                with self.timer.stage("fit_check"):
-                    rep, section = fit_section(self.graph, self.masks, self.profile, c.chips,
-                                               c.cores)
-            except ModelError as e:
-                if self.graph.is_chain:
-                    raise
-                # a residual join this target's mapper cannot place: say so, keep the rest
-                warnings.warn(f"fit check skipped: {e}", SlampWarning, stacklevel=2)
-            else:
-                self.fits = rep.fits
-                if self.fit_sparsity is not None:
-                    section["fit_search_sparsity"] = _r(self.fit_sparsity)
-                self.sections["fit"] = section
-        from slamp_deploy.report.sections import add_activity_and_energy
+    def deploy(self) -> Deployed:
+        """After retraining: check the fit, measure activity and energy, export NIR and prove
+        the export behaves the same."""
+        fit = self._check_fit()
         from slamp_deploy.verify import export_all
 
         with self.timer.stage("activity_energy"):
-            add_activity_and_energy(self)
+            activity = self._measure_activity()
+            energy = energy_section(activity.dense, activity.pruned,
+                                    target_profiles(self.profile),
+                                    chips_used=None if fit is None else fit.report.chips_used)
         with self.timer.stage("export"):
-            self.sections["export"] = export_all(self)
+            export = export_all(self)
+        return Deployed(fit=fit, activity=activity, energy=energy, export=export)
 
-    def layer_rows(self) -> list[dict[str, Any]]:
+    def _check_fit(self) -> FitSection | None:
+        """The final masks against the target (None: no profile, or a join it cannot place)."""
+        c = self.cfg
+        if self.profile is None:
+            return None
+        try:
+            with self.timer.stage("fit_check"):
+                rep, _ = fit_section(self.graph, self.masks, self.profile, c.chips, c.cores)
+        except ModelError as e:
+            if self.graph.is_chain:
+                raise
+            # a residual join this target's mapper cannot place: say so, keep the rest
+            warnings.warn(f"fit check skipped: {e}", SlampWarning, stacklevel=3)
+            return None
+        search = None if self.fit_sparsity is None else _r(self.fit_sparsity)
+        return FitSection(report=rep, fit_search_sparsity=search)
+
+    def _measure_activity(self) -> ActivitySection:
+        """Activity on the evaluation data, with the pruned weights and with the dense ones put
+        back for the duration of the measurement (the masks are permanent by now)."""
+        c, g, ev = self.cfg, self.graph, self.parts.eval
+        kw: dict[str, Any] = {"timesteps": self.timesteps, "encoding": c.encoding, "seed": c.seed}
+        n_batches = -(-len(ev) // 256)
+        with self.progress("activity (pruned, dense)", 2 * n_batches) as adv:
+            pruned = measure(g, ev, label="pruned", progress=adv, **kw)
+            dense = pruned
+            if self.dense_weights:
+                before = {la.name: la.weight.detach().clone() for la in g.layers}
+                with dense_weights(g, self.dense_weights):
+                    dense = measure(g, ev, label="dense", progress=adv, **kw)
+                for la in g.layers:  # the context manager restores; this proves it
+                    assert torch.equal(la.weight.detach(), before[la.name]), la.name
+        data = ActivityData(part="evaluation", source=ev.source, samples=pruned.samples,
+                            timesteps=self.timesteps,
+                            encoding="sequence" if ev.sequence else c.encoding)
+        return activity_section(dense, pruned, data)
+
+    def layer_rows(self) -> tuple[LayerRow, ...]:
         """Per-layer facts for the report."""
-        rows = []
         assert self.stats is not None and self.allocation is not None
+        rows = []
         for la in self.graph.layers:
             kept = int(self.masks[la.name].sum())
-            total = la.n_weights
             neuron = la.neuron
-            rows.append({
-                "name": la.name,
-                "kind": la.kind,
-                "weight_shape": list(la.weight.shape),
-                "weights_total": total,
-                "weights_kept": kept,
-                "sparsity": _r(1.0 - kept / total),
-                "layer_score": _r(self.allocation.layer_score[la.name]),
-                "binding": self.allocation.binding[la.name],
-                "activity_rms_per_step": [_r(v) for v in self.stats.activity_rms[la.name]],
-                "neuron": None if neuron is None else neuron.name,
-                "firing_rate_per_step": (None if neuron is None else
-                                         [_r(v) for v in self.stats.firing_rate[neuron.name]]),
-                "current_matching_factors": ({"min": _r(min(self.matching[la.name])),
-                                              "max": _r(max(self.matching[la.name])),
-                                              "mean": _r(float(np.mean(self.matching[la.name])))}
-                                             if la.name in self.matching else None),
-            })
-        return rows
+            factors = self.matching.get(la.name)
+            rows.append(LayerRow(
+                name=la.name, kind=la.kind, weight_shape=tuple(la.weight.shape),
+                weights_total=la.n_weights, weights_kept=kept,
+                sparsity=_r(1.0 - kept / la.n_weights),
+                layer_score=_r(self.allocation.layer_score[la.name]),
+                binding=self.allocation.binding[la.name],
+                activity_rms_per_step=tuple(_r(v) for v in self.stats.activity_rms[la.name]),
+                neuron=None if neuron is None else neuron.name,
+                firing_rate_per_step=(None if neuron is None else tuple(
+                    _r(v) for v in self.stats.firing_rate[neuron.name])),
+                current_matching_factors=(None if factors is None else CurrentMatching(
+                    min=_r(min(factors)), max=_r(max(factors)),
+                    mean=_r(float(np.mean(factors)))))))
+        return tuple(rows)
 
-    def build_report(self) -> dict[str, Any]:
+    def build_report(self, deployed: Deployed | None = None,
+                     run_warnings: Sequence[str] = ()) -> RunReport:
+        """The typed report of the run so far (``deployed``: the stages after retraining)."""
         c, g = self.cfg, self.graph
+        d = deployed or Deployed()
         kept = sum(int(m.sum()) for m in self.masks.values())
         total = g.n_weights
-        cfg = asdict(c)
-        report: dict[str, Any] = {
-            "schema": "slamp-deploy/report",
-            "schema_version": SCHEMA_VERSION,
-            "slamp_deploy_version": __version__,
-            "target": c.target,
-            "method": c.method,
-            "seed": c.seed,
-            "timesteps": self.timesteps,
-            "encoding": c.encoding if not self.parts.train.sequence else "sequence",
-            "readout": c.readout,
-            "config": cfg,
-            "model": {"spec": self.loaded.spec, "weights": self.loaded.weights,
-                      "ops": g.describe()},
-            "data": self.parts.describe(),
-            "sparsity": {"target": _r(self.sparsity), "achieved": _r(1.0 - kept / total),
-                         "weights_total": total, "weights_kept": kept},
-            "accuracy": {k: _r(v) for k, v in self.accuracy.items()},
-            "rounds": self.rounds,
-            "retrain_loss_per_epoch": [_r(v) for v in self.loss_history],
-            "calibration": {
-                "samples": self.stats.samples if self.stats else 0,
-                "timestep_weights": [_r(v) for v in self.stats.timestep_weights]
-                if self.stats else [],
-                "timestep_weights_source": self.stats.timestep_weights_source
-                if self.stats else None,
-                "lambda_variant": c.lambda_variant,
-            },
-            "layers": self.layer_rows(),
-            "distributed": {"world_size": self.world.size, "backend": self.world.backend,
-                            "mask_digest_per_rank": list(self.mask_digests)},
-            "warnings": list(self.warnings),
-            "timings_s": dict(self.timer.stages),
-            "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                            "device": c.device, "threads": torch.get_num_threads()},
-        }
-        report.update(self.sections)
-        return report
+        st = self.stats
+        return RunReport(
+            slamp_deploy_version=__version__, target=c.target, method=c.method, seed=c.seed,
+            timesteps=self.timesteps,
+            encoding=c.encoding if not self.parts.train.sequence else "sequence",
+            readout=c.readout, config=asdict(c),
+            model=ModelInfo(spec=self.loaded.spec, weights=self.loaded.weights,
+                            ops=tuple(g.describe())),
+            data=DataInfo.from_dict(self.parts.describe()),
+            sparsity=SparsityInfo(target=_r(self.sparsity), achieved=_r(1.0 - kept / total),
+                                  weights_total=total, weights_kept=kept),
+            accuracy={k: _r(v) for k, v in self.accuracy.items()},
+            rounds=tuple(self.rounds),
+            retrain_loss_per_epoch=tuple(_r(v) for v in self.loss_history),
+            calibration=CalibrationInfo(
+                samples=st.samples if st else 0,
+                timestep_weights=tuple(_r(v) for v in st.timestep_weights) if st else (),
+                timestep_weights_source=st.timestep_weights_source if st else None,
+                lambda_variant=c.lambda_variant),
+            layers=self.layer_rows(),
+            distributed=DistributedInfo(world_size=self.world.size, backend=self.world.backend,
+                                        mask_digest_per_rank=tuple(self.mask_digests)),
+            warnings=tuple(run_warnings),
+            timings_s=dict(self.timer.stages),
+            environment=EnvironmentInfo(python=platform.python_version(),
+                                        torch=torch.__version__, device=c.device,
+                                        threads=torch.get_num_threads()),
+            fit=d.fit, activity=d.activity, energy=d.energy, export=d.export)
 
 
 def _r(v: float) -> float:
@@ -426,85 +463,5 @@ def _r(v: float) -> float:
     return float(round(float(v), 6))
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    """A human-readable report.md from the report dict."""
-    acc = report["accuracy"]
-    sp = report["sparsity"]
-    lines = [
-        "# slamp-deploy report",
-        "",
-        f"- target: **{report['target']}**, method: **{report['method']}**, "
-        f"timesteps: {report['timesteps']}, encoding: {report['encoding']}, "
-        f"readout: {report['readout']}, seed: {report['seed']}",
-        f"- model: `{report['model']['spec']}` (weights: `{report['model']['weights']}`)",
-        f"- data: retrain {report['data']['retrain']['count']} samples, calibration "
-        f"{report['data']['calibration']['count']}, evaluation "
-        f"{report['data']['evaluation']['count']} ({report['data']['evaluation']['source']})",
-        f"- sparsity: target {sp['target']:.4f}, achieved {sp['achieved']:.4f} "
-        f"({sp['weights_kept']:,} of {sp['weights_total']:,} weights kept)",
-        "",
-        "## Accuracy on the evaluation data",
-        "",
-        "| stage | accuracy |",
-        "|---|---|",
-    ]
-    for key, label in (("dense", "dense"), ("pruned", "right after pruning"),
-                       ("current_matched", "after current matching"),
-                       ("retrained", "after retraining")):
-        if key in acc:
-            lines.append(f"| {label} | {acc[key]:.4f} |")
-    lines += ["", "## Layers", "",
-              "| layer | kind | weights | kept | sparsity | layer score | decided by | "
-              "mean firing rate |",
-              "|---|---|---|---|---|---|---|---|"]
-    for row in report["layers"]:
-        fr = row["firing_rate_per_step"]
-        rate = f"{sum(fr) / len(fr):.4f}" if fr else "-"
-        lines.append(f"| {row['name']} | {row['kind']} | {row['weights_total']:,} | "
-                     f"{row['weights_kept']:,} | {row['sparsity']:.4f} | "
-                     f"{row['layer_score']:.4f} | {row['binding']} | {rate} |")
-    if report.get("warnings"):
-        lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
-    lines += ["", "## Time per stage (s)", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.2f} |" for k, v in report["timings_s"].items()]
-    for key in REPORT_SECTIONS:
-        if key in report and isinstance(report[key], dict) and report[key].get("markdown"):
-            lines += ["", report[key]["markdown"]]
-    return "\n".join(lines) + "\n"
-
-
-def write_outputs(out: Path, report: dict[str, Any], graph: SpikingGraph,
-                  extra: dict[str, bytes] | None = None) -> Path:
-    """Write report.json, report.md and pruned.pt into ``out``, replacing it atomically.
-
-    Everything is written into a temporary folder beside ``out`` and moved into place at the
-    end, so a failure leaves an earlier ``out`` untouched.
-    """
-    out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        (tmp / "report.md").write_text(render_markdown(report))
-        state = {k: v.detach().cpu() for k, v in graph.model.state_dict().items()
-                 if k.rsplit(".", 1)[-1] not in ("mem", "syn")}
-        torch.save(state, tmp / "pruned.pt")
-        for name, data in (extra or {}).items():
-            dest = tmp / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-__all__ = ["DEFAULT_SPARSITY", "PipelineConfig", "PipelineContext", "PipelineResult",
-           "SlampError", "render_markdown", "run", "write_outputs"]
+__all__ = ["DEFAULT_SPARSITY", "Deployed", "PipelineConfig", "PipelineContext", "PipelineResult",
+           "SlampError", "run"]

@@ -130,18 +130,23 @@ def report_model() -> tuple[Any, Any, Any, dict[str, Any]]:
 def report_golden() -> dict[str, Any]:
     """The activity and energy sections of :func:`report_model` (profile hashes left out)."""
     from slamp_deploy.measure.activity import dense_weights, measure
-    from slamp_deploy.report.sections import activity_section, energy_section, target_profiles
+    from slamp_deploy.report.model import (
+        ActivityData,
+        activity_section,
+        energy_section,
+        target_profiles,
+    )
 
     graph, data, dense, _ = report_model()
     pruned = measure(graph, data, timesteps=3, encoding="direct", label="pruned")
     with dense_weights(graph, dense):
         dense_act = measure(graph, data, timesteps=3, encoding="direct", label="dense")
-    info = {"part": "evaluation", "source": data.source, "samples": len(data), "timesteps": 3,
-            "encoding": "sequence"}
-    energy = energy_section(dense_act, pruned, target_profiles(load_profile("loihi")))
+    info = ActivityData(part="evaluation", source=data.source, samples=len(data), timesteps=3,
+                        encoding="sequence")
+    energy = energy_section(dense_act, pruned, target_profiles(load_profile("loihi"))).to_dict()
     for t in energy["targets"].values():
         t.pop("profile_sha256")
-    return {"activity": activity_section(dense_act, pruned, info), "energy": energy}
+    return {"activity": activity_section(dense_act, pruned, info).to_dict(), "energy": energy}
 
 
 def regenerate_report() -> list[Path]:
