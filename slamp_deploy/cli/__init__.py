@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _targets() -> int:
-    from slamp_deploy.chips.hardware import describe_targets
+    from slamp_deploy.chips import describe_targets
 
     for name, line in describe_targets():
         print(f"{name:<14} {line}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from slamp_deploy.chips.hardware import load_profile
-from slamp_deploy.fit.check import FitReport
+from slamp_deploy.chips import load_profile
 from slamp_deploy.fit.search import fit_section
+from slamp_deploy.fit.verdict import FitReport
 from slamp_deploy.model.graph import trace
 from slamp_deploy.model.loader import load_model
 from slamp_deploy.pipeline.run import PipelineConfig, load_data

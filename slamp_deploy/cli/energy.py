@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_targets(spec: str) -> list[str]:
     """Target names from ``--targets``; refuses unknown names, listing the known ones."""
-    from slamp_deploy.chips.hardware import available_targets
+    from slamp_deploy.chips import available_targets
 
     known = available_targets()
     if spec.strip() == "all":
@@ -72,7 +72,7 @@ def run_energy(argv: list[str]) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from slamp_deploy.chips.hardware import load_profile
+    from slamp_deploy.chips import load_profile
     from slamp_deploy.measure.energy import ann_estimate, estimate, format_energy
     from slamp_deploy.report.sections import format_count
 

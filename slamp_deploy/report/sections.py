@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from slamp_deploy.chips.hardware import HardwareProfile, available_targets, load_profile
+from slamp_deploy.chips import available_targets, load_profile
+from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.measure.activity import ActivityReport, dense_weights, measure
 from slamp_deploy.measure.energy import EnergyEstimate, ann_estimate, estimate, format_energy
 
