@@ -155,9 +155,9 @@ def families() -> list[Family]:
     """Every registered family, the shipped ones first."""
     global _loaded
     if not _loaded:
-        _loaded = True
         for module in _BUILTIN:
             importlib.import_module(f"slamp_deploy.chips.{module}")
+        _loaded = True
     return list(_REGISTRY.values())
 
 

@@ -1,5 +1,5 @@
-"""The SpiNNaker family (SpiNNaker 1 and 2): the core-grid mapper with a counted synapse budget
-per processing element; no section of its own."""
+"""The SpiNNaker family (SpiNNaker 1 and 2): the core-grid mapper over processing elements, with
+the synapse budget its profile's ``core.synapse_encoding`` names; no section of its own."""
 
 from __future__ import annotations
 
