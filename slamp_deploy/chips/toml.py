@@ -166,9 +166,11 @@ def _family_section(doc: Mapping[str, Any], mapper: str,
                     family_sections: Mapping[str, tuple[type, str]], fname: str
                     ) -> tuple[str, Any] | None:
     """The mapper's own section, built; any other family's section is refused."""
+    family = family_named(mapper)
+    own_name = family.section[0] if family is not None and family.section is not None else None
     own: tuple[str, Any] | None = None
     for name, (cls, needs) in family_sections.items():
-        if mapper == needs:
+        if name == own_name:
             if name not in doc:
                 raise ProfileError(
                     f"{fname}: missing section [{name}] (required by mapper {mapper})"
