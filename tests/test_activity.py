@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from slamp_deploy.data import Dataset, encode, load_digits, split
-from slamp_deploy.fit.check import layer_stats
-from slamp_deploy.fit.search import geometries
+from slamp_deploy.fit.from_graph import geometries
+from slamp_deploy.geometry import layer_stats
 from slamp_deploy.measure.activity import connectivity, dense_weights, measure
 from slamp_deploy.model.graph import trace
 from slamp_deploy.model.loader import load_model

@@ -9,10 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slamp_deploy.chips.hardware import load_profile
+from slamp_deploy.chips import load_profile
+from slamp_deploy.chips.family import profile_caps
 from slamp_deploy.errors import InfeasibleTargetError, ModelError
-from slamp_deploy.fit.capped import LayerCaps, allocate_capped, find_fit_keep, profile_caps
-from slamp_deploy.fit.check import LayerGeometry, check_fit
+from slamp_deploy.fit.capped import allocate_capped
+from slamp_deploy.fit.check import check_fit
+from slamp_deploy.fit.search import find_fit_keep
+from slamp_deploy.geometry import LayerCaps, LayerGeometry
 from tests.golden.regenerate import fit_models
 
 

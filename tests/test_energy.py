@@ -7,7 +7,9 @@ import dataclasses
 
 import pytest
 
-from slamp_deploy.chips.hardware import Figure, HardwareProfile, load_profile
+from slamp_deploy.chips import load_profile
+from slamp_deploy.chips.figure import Figure
+from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.cli import main
 from slamp_deploy.cli.energy import parse_targets, run_energy
 from slamp_deploy.errors import UnknownTargetError

@@ -8,16 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slamp_deploy.chips.hardware import available_targets, load_profile
+from slamp_deploy.chips import available_targets, load_profile
+from slamp_deploy.chips.speck import speck_memory
 from slamp_deploy.errors import ConstraintViolation, ModelError
-from slamp_deploy.fit.check import (
-    LayerGeometry,
-    check_fit,
-    core_starts,
-    layer_stats,
-    raise_if_not_fit,
-    speck_memory,
-)
+from slamp_deploy.fit.check import check_fit
+from slamp_deploy.fit.verdict import raise_if_not_fit
+from slamp_deploy.geometry import LayerGeometry, core_starts, layer_stats
 from tests.golden.regenerate import GOLDEN, fit_golden, fit_models
 
 # ---- exact counting

@@ -11,7 +11,7 @@ from slamp_deploy.cli import main
 
 
 def test_targets_lists_every_profile(capsys):
-    from slamp_deploy.chips.hardware import available_targets
+    from slamp_deploy.chips import available_targets
 
     assert main(["targets"]) == 0
     out = capsys.readouterr().out

@@ -7,15 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from slamp_deploy.chips.hardware import (
-    CONFIDENCES,
-    Figure,
-    HardwareProfile,
-    available_targets,
-    describe_targets,
-    dump_profile,
-    load_profile,
-)
+from slamp_deploy.chips import available_targets, describe_targets, load_profile
+from slamp_deploy.chips.figure import CONFIDENCES, Figure
+from slamp_deploy.chips.profile import HardwareProfile
+from slamp_deploy.chips.toml import dump_profile
 from slamp_deploy.errors import ProfileError, UnknownTargetError
 
 BAD = Path(__file__).parent / "data" / "profiles"

@@ -109,7 +109,8 @@ def test_no_fit_section_no_fit_map(report: dict[str, Any]) -> None:
 def test_unverified_energy_is_flagged_in_the_page(report: dict[str, Any]) -> None:
     import dataclasses
 
-    from slamp_deploy.chips.hardware import Figure, load_profile
+    from slamp_deploy.chips import load_profile
+    from slamp_deploy.chips.figure import Figure
     from slamp_deploy.measure.activity import ActivityReport, LayerActivity, NeuronActivity
 
     p = load_profile("truenorth")

@@ -277,8 +277,8 @@ def test_capped_allocation_shares_the_fan_in_cap_of_joined_rows():
     small case the greedy keeps the best-scoring feasible set (checked by enumeration)."""
     import itertools
 
-    from slamp_deploy.fit.capped import LayerCaps, allocate_capped
-    from slamp_deploy.fit.check import LayerGeometry
+    from slamp_deploy.fit.capped import allocate_capped
+    from slamp_deploy.geometry import LayerCaps, LayerGeometry
 
     rng = np.random.default_rng(4)
     a = LayerGeometry(name="a", kind="linear", in_shape=(3,), out_shape=(2,),
@@ -309,8 +309,8 @@ def test_capped_allocation_shares_the_fan_in_cap_of_joined_rows():
         got = sum(float(scores[n][m[n]].sum()) for n in ("a", "b"))
         assert got == pytest.approx(best), trial
     # a profile's fan-in cap loses the identity shortcut's synapse, on both joined layers
-    from slamp_deploy.chips.hardware import load_profile
-    from slamp_deploy.fit.capped import profile_caps
+    from slamp_deploy.chips import load_profile
+    from slamp_deploy.chips.family import profile_caps
 
     caps = profile_caps([a, b, ident], load_profile("truenorth"))
     assert caps["a"].fan_in_max == caps["b"].fan_in_max == 255 and "p:identity" not in caps
@@ -319,8 +319,9 @@ def test_capped_allocation_shares_the_fan_in_cap_of_joined_rows():
 def test_a_joined_population_maps_like_one_layer_over_both_inputs():
     """Two Linear layers joined into one population give the per-core counts of one Linear layer
     whose input is both inputs side by side (the merge is exact, not an estimate)."""
-    from slamp_deploy.chips.hardware import load_profile
-    from slamp_deploy.fit.check import LayerGeometry, check_fit
+    from slamp_deploy.chips import load_profile
+    from slamp_deploy.fit.check import check_fit
+    from slamp_deploy.geometry import LayerGeometry
 
     rng = np.random.default_rng(0)
     m1, m2 = rng.random((300, 200)) < 0.3, rng.random((300, 90)) < 0.5
@@ -367,7 +368,8 @@ def test_train_script_trains_a_resnet_and_prints_the_command_that_prunes_it(tmp_
 
 
 def test_incidence_in_chunks_equals_the_whole_for_linear_identity_and_joined_layers():
-    from slamp_deploy.fit.check import LayerGeometry, _populations, core_starts, layer_stats
+    from slamp_deploy.fit.check import _populations
+    from slamp_deploy.geometry import LayerGeometry, core_starts, layer_stats
 
     rng = np.random.default_rng(2)
     lin = LayerGeometry(name="l", kind="linear", in_shape=(9,), out_shape=(11,),
@@ -387,7 +389,7 @@ def test_incidence_in_chunks_equals_the_whole_for_linear_identity_and_joined_lay
 
 def test_fit_geometry_refuses_a_join_after_the_neurons_by_name():
     from slamp_deploy.errors import ModelError
-    from slamp_deploy.fit.search import geometries
+    from slamp_deploy.fit.from_graph import geometries
     from slamp_deploy.prune.masks import alive_masks
 
     g = trace(SpikeSum(), (6,))

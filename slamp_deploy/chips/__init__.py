@@ -1,1 +1,9 @@
-"""chips"""
+"""Everything that knows a chip: profiles loaded from ``hardware_profiles/*.toml`` (numbers, each
+with its source and confidence) and one module per chip family (its section, rules and caps)
+behind the :class:`~slamp_deploy.chips.family.Family` protocol.
+"""
+
+from slamp_deploy.chips.family import family_of
+from slamp_deploy.chips.toml import available_targets, describe_targets, load_profile
+
+__all__ = ["available_targets", "describe_targets", "family_of", "load_profile"]

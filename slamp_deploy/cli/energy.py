@@ -36,7 +36,7 @@ def energy_parser() -> argparse.ArgumentParser:
 
 def parse_targets(spec: str) -> list[str]:
     """Target names from ``--targets``; refuses unknown names, listing the known ones."""
-    from slamp_deploy.chips.hardware import available_targets
+    from slamp_deploy.chips.toml import available_targets
 
     known = available_targets()
     if spec.strip() == "all":

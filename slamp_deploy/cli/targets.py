@@ -13,7 +13,7 @@ def targets_parser() -> argparse.ArgumentParser:
 
 def run_targets(argv: Sequence[str]) -> int:
     """Print each profile's name and its one-line description."""
-    from slamp_deploy.chips.hardware import describe_targets
+    from slamp_deploy.chips.toml import describe_targets
 
     targets_parser().parse_args(argv)
     for name, line in describe_targets():

@@ -6,139 +6,25 @@ Sits between the pruning core (which knows nothing of chips or file formats) and
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from slamp_deploy.chips.hardware import HardwareProfile
-from slamp_deploy.errors import ModelError, UsageError
-from slamp_deploy.fit.capped import (
-    CappedAllocation,
-    LayerCaps,
-    allocate_capped,
-    find_fit_keep,
-    profile_caps,
-)
-from slamp_deploy.fit.check import IDENTITY, FitReport, LayerGeometry, check_fit
-from slamp_deploy.fit.check import INPUT as INPUT_SOURCE
-from slamp_deploy.model.graph import ADD, INPUT, NEURON_KINDS, SYNAPTIC_KINDS, SpikingGraph
+from slamp_deploy.chips.family import profile_caps
+from slamp_deploy.chips.profile import HardwareProfile
+from slamp_deploy.errors import InfeasibleTargetError, ModelError, UsageError
+from slamp_deploy.fit.capped import CappedAllocation, allocate_capped
+from slamp_deploy.fit.check import check_fit
+from slamp_deploy.fit.from_graph import geometries
+from slamp_deploy.fit.verdict import FitReport
+from slamp_deploy.geometry import IDENTITY, LayerCaps, LayerGeometry, with_masks
+from slamp_deploy.model.graph import SpikingGraph
 from slamp_deploy.prune.scores import lamp_scores
 
 SCORE_METHODS = ("slamp", "lamp", "global")
-
-
-#: ops a value passes one-to-one (element-wise or a reshape): an identity shortcut may cross them
-_ONE_TO_ONE = ("batchnorm", "dropout", "reshape", "flatten")
-
-
-def _origins(graph: SpikingGraph, j: int) -> list[tuple[int, bool]]:
-    """The synaptic ops, neuron ops or the input (INPUT) whose values reach op ``j``'s output
-    through adds and pass-through ops, each with whether the path is one-to-one."""
-    out: list[tuple[int, bool]] = []
-    todo = [(j, True)]
-    while todo:
-        k, one = todo.pop()
-        while k != INPUT and graph.ops[k].kind not in (*SYNAPTIC_KINDS, *NEURON_KINDS, ADD):
-            one = one and graph.ops[k].kind in _ONE_TO_ONE
-            k = graph.sources(k)[0]
-        if k != INPUT and graph.ops[k].kind == ADD:
-            todo.extend((src, one) for src in graph.sources(k))
-        else:
-            out.append((k, one))
-    return sorted(out)
-
-
-def _dag_wiring(graph: SpikingGraph, out: list[LayerGeometry]) -> list[LayerGeometry]:
-    """Sources, joined populations and identity shortcuts of a residual graph's layers."""
-    first: dict[str, str] = {}  # neuron op -> the first layer that drives it
-    drivers: dict[str, int] = {}  # neuron op -> layers and identity shortcuts that drive it
-    for la in graph.layers:
-        if la.neuron is not None:
-            first.setdefault(la.neuron.name, la.name)
-            drivers[la.neuron.name] = drivers.get(la.neuron.name, 0) + 1
-    identities: list[LayerGeometry] = []
-
-    def source_of(k: int, who: str) -> str:
-        if k == INPUT:
-            return INPUT_SOURCE
-        name = graph.ops[k].name
-        if name not in first:
-            raise ModelError(f"fit check: {who} reads neurons '{name}', which no synaptic layer "
-                             f"drives; the fit checker cannot place them")
-        return first[name]
-
-    for i, op in enumerate(graph.ops):
-        if op.kind != ADD or any(graph.ops[c].kind == ADD for c in graph.consumers[i]):
-            continue  # handle each join once, at its last add
-        reach = graph.downstream(i, through_neurons=False)
-        hit = next((j for j in reach if graph.ops[j].kind in (*SYNAPTIC_KINDS, *NEURON_KINDS)),
-                   None)
-        if hit is None or graph.ops[hit].kind not in NEURON_KINDS:
-            raise ModelError(f"fit check: the residual join '{op.name}' adds spikes that feed "
-                             f"{'the output' if hit is None else repr(graph.ops[hit].name)} "
-                             f"directly; the fit checker maps joins of currents into a neuron "
-                             f"population (the sum before the neurons, as in "
-                             f"examples/cifar_resnet.py)")
-        pop = graph.ops[hit]
-        for k, one in _origins(graph, i):
-            if k != INPUT and graph.ops[k].kind in SYNAPTIC_KINDS:
-                continue  # a layer: joined through its population below
-            who = f"the shortcut into '{pop.name}'"
-            src_shape = graph.input_shape if k == INPUT else graph.ops[k].out_shape
-            if not one or math.prod(src_shape) != math.prod(pop.out_shape):
-                raise ModelError(f"fit check: {who} is not one-to-one (it pools or reshapes "
-                                 f"{list(src_shape)} into {list(pop.out_shape)}); the fit "
-                                 f"checker maps identity shortcuts only")
-            n = math.prod(pop.out_shape)
-            name = f"{pop.name}:identity"
-            while any(g.name == name for g in identities):
-                name += "'"
-            identities.append(LayerGeometry(
-                name=name, kind=IDENTITY, in_shape=tuple(pop.out_shape),
-                out_shape=tuple(pop.out_shape), mask=np.ones(n, dtype=bool),
-                neuron_shape=tuple(pop.out_shape), source=source_of(k, who),
-                population=pop.name))
-            drivers[pop.name] = drivers.get(pop.name, 0) + 1
-    wired = []
-    for la, g in zip(graph.layers, out, strict=True):
-        origins = _origins(graph, graph.sources(la.op_index)[0])
-        if len(origins) > 1:
-            raise ModelError(f"fit check: layer '{la.name}' reads the sum of "
-                             f"{len(origins)} neuron populations (a join after the neurons); "
-                             f"the fit checker maps joins of currents before the neurons")
-        src = source_of(origins[0][0], f"layer '{la.name}'")
-        pop = la.neuron.name if la.neuron is not None and drivers[la.neuron.name] > 1 else None
-        wired.append(replace(g, source=src, population=pop))
-    return wired + identities
-
-
-def geometries(graph: SpikingGraph, masks: Mapping[str, torch.Tensor], *,
-               wiring: bool = True) -> list[LayerGeometry]:
-    """The neutral per-layer description the fit checker and the capped allocator read.
-
-    A residual graph also gets (``wiring``) each layer's source, the neuron population of layers
-    whose currents are joined, and one ``identity`` connection per identity shortcut.
-
-    Raises:
-        ModelError: a residual join the fit checker cannot map (named, with why).
-    """
-    out = []
-    for la in graph.layers:
-        op = graph.ops[la.op_index]
-        m = la.module
-        conv = la.kind != "linear"
-        out.append(LayerGeometry(
-            name=la.name, kind=la.kind, in_shape=tuple(op.in_shape), out_shape=tuple(op.out_shape),
-            mask=masks[la.name].detach().cpu().numpy().astype(bool),
-            neuron_shape=tuple(la.neuron.out_shape) if la.neuron is not None else (),
-            stride=tuple(m.stride) if conv else (),  # type: ignore[arg-type]
-            padding=tuple(m.padding) if conv else (),  # type: ignore[arg-type]
-            dilation=tuple(m.dilation) if conv else (),  # type: ignore[arg-type]
-            groups=int(m.groups) if conv else 1))  # type: ignore[arg-type]
-    return out if graph.is_chain or not wiring else _dag_wiring(graph, out)
+MIN_KEEP_FRACTION = 0.001  # find_fit_keep gives up below 0.1% of the alive weights
 
 
 def score_arrays(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
@@ -228,6 +114,58 @@ def fit_keep(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
                          f"({', '.join(SCORE_METHODS)}); pass --sparsity instead")
     return find_fit_keep(score_arrays(graph, method, lambdas, alive), geometries(graph, alive),
                          profile, chips, cores)
+
+
+def find_fit_keep(
+    scores: Mapping[str, np.ndarray],
+    layers: Sequence[LayerGeometry],
+    profile: HardwareProfile,
+    chips: int | None = None,
+    cores: int | None = None,
+    *,
+    extra_caps: Mapping[str, LayerCaps] | None = None,
+) -> tuple[int, CappedAllocation, FitReport]:
+    """The largest keep count (smallest sparsity) at which the model fits, by bisection.
+
+    Allocations for growing ``keep`` are nested (the greedy only extends its prefix), so the
+    verdict of :func:`check_fit` flips once; the bisection finds the last passing count and the
+    returned report is the check of the returned masks.
+
+    Raises:
+        InfeasibleTargetError: a rule pruning cannot relieve is violated (neuron counts, Speck's
+            shape-only memories, unsupported layers), or even 0.1% of the weights do not fit.
+    """
+
+    def attempt(k: int | None) -> tuple[CappedAllocation, FitReport]:
+        alloc = allocate_capped(scores, layers, profile, k, extra_caps=extra_caps)
+        report = check_fit(with_masks(layers, alloc.masks), profile, chips=chips, cores=cores)
+        return alloc, report
+
+    top_alloc, top_report = attempt(None)
+    hard = [v for v in top_report.violations if not v.relievable]
+    if hard:
+        v = hard[0]
+        raise InfeasibleTargetError(f"{v.message}: pruning cannot relieve this rule; {v.remedy}")
+    if top_report.fits:
+        return top_alloc.n_kept, top_alloc, top_report
+    hi = top_alloc.n_kept  # fails
+    lo = min(hi - 1, max(1, math.ceil(MIN_KEEP_FRACTION * top_alloc.n_alive)))
+    lo_alloc, lo_report = attempt(lo)
+    if not lo_report.fits:
+        v = lo_report.violations[0]
+        raise InfeasibleTargetError(
+            f"{v.message} even when keeping only {lo:,} of {top_alloc.n_alive:,} weights "
+            f"(99.9% sparsity); {v.remedy}"
+        )
+    best = (lo, lo_alloc, lo_report)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        alloc, report = attempt(mid)
+        if report.fits:
+            lo, best = mid, (mid, alloc, report)
+        else:
+            hi = mid
+    return best
 
 
 def fit_section(graph: SpikingGraph, masks: Mapping[str, torch.Tensor], profile: HardwareProfile,

@@ -28,11 +28,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
-from torch.func import functional_call
 
 from slamp_deploy.data import Dataset, encode
-from slamp_deploy.errors import DataError
+from slamp_deploy.errors import DataError, ModelError
+from slamp_deploy.geometry import LayerGeometry, layer_stats, with_masks
 from slamp_deploy.model.graph import NEURON_KINDS, Layer, Op, SpikingGraph, reset_state
 from slamp_deploy.model.runner import run
 
@@ -292,44 +293,62 @@ class _Connectivity:
     synapses_total: int
 
 
-def _binary_forward(module: torch.nn.Module, weight: torch.Tensor, x: torch.Tensor
-                    ) -> torch.Tensor:
-    """The module's own forward with ``weight`` in place of its weight and no bias."""
-    params = {"weight": weight}
-    if getattr(module, "bias", None) is not None:
-        params["bias"] = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
-    return functional_call(module, params, (x,))
-
-
 def connectivity(layer: Layer, in_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor,
                                                                      int]:
     """Exact ``(fan_in, fan_out, synapses_total)`` of a layer under its non-zero weights.
 
     ``fan_in[j]``: kept synapses into output unit ``j``; ``fan_out[i]``: kept synapses out of
     input unit ``i`` (both int64, flattened); ``synapses_total``: connections with every weight
-    kept. For conv layers both come from the layer's forward (float64, exact for these integer
-    sums): ``fan_in = conv(ones, mask)`` and ``fan_out`` its gradient with respect to the input.
+    kept. Counted by :func:`slamp_deploy.geometry.layer_stats`, as the fit check counts.
     """
     c = _connectivity(layer, in_shape)
     return c.fan_in, c.fan_out, c.synapses_total
 
 
 def _connectivity(layer: Layer, in_shape: tuple[int, ...]) -> _Connectivity:
+    """Counted by :func:`slamp_deploy.geometry.layer_stats`, the fit check's own counting, on the
+    layer's non-zero weights (``synapses_total``: the same with every weight kept)."""
     w = layer.weight.detach()
-    mask = (w != 0).to(torch.float64)
+    geom = _geometry(layer, tuple(in_shape), (w != 0).cpu().numpy())
+    st = layer_stats(geom)
+    dense = layer_stats(with_masks([geom], {geom.name: np.ones_like(geom.mask)})[0])
+    return _Connectivity(fan_in=torch.from_numpy(np.ascontiguousarray(st.fan_in)),
+                         fan_out=torch.from_numpy(np.ascontiguousarray(st.fan_out)),
+                         synapses_total=dense.synapses)
+
+
+def _geometry(layer: Layer, in_shape: tuple[int, ...], mask: np.ndarray) -> LayerGeometry:
+    """The counting geometry of a layer reading ``in_shape`` (conv output shape derived)."""
     if layer.kind == "linear":
-        return _Connectivity(fan_in=mask.sum(1).round().long().cpu(),
-                             fan_out=mask.sum(0).round().long().cpu(),
-                             synapses_total=int(w.numel()))
-    x = torch.ones(1, *in_shape, dtype=torch.float64, device=w.device, requires_grad=True)
-    with torch.enable_grad():
-        y = _binary_forward(layer.module, mask, x)
-        (grad,) = torch.autograd.grad(y.sum(), x)
-    with torch.no_grad():
-        dense = _binary_forward(layer.module, torch.ones_like(mask), x.detach())
-    return _Connectivity(fan_in=y.detach().flatten().round().long().cpu(),
-                         fan_out=grad.flatten().round().long().cpu(),
-                         synapses_total=int(dense.sum().round().item()))
+        return LayerGeometry(name=layer.name, kind="linear", in_shape=(mask.shape[1],),
+                             out_shape=(mask.shape[0],), mask=mask, neuron_shape=())
+    m = layer.module
+    kernel = mask.shape[2:]
+    stride, dilation = tuple(m.stride), tuple(m.dilation)  # type: ignore[arg-type]
+    if m.padding_mode != "zeros":
+        raise ModelError(f"layer {layer.name!r}: padding_mode = {m.padding_mode!r}: connectivity "
+                         f"is counted with zero padding; use padding_mode='zeros'")
+    pad = _padding(m.padding, kernel, dilation, layer.name)  # type: ignore[arg-type]
+    spatial = tuple((i + 2 * p - d * (k - 1) - 1) // s + 1
+                    for i, p, d, k, s in zip(in_shape[1:], pad, dilation, kernel, stride,
+                                             strict=True))
+    return LayerGeometry(name=layer.name, kind=layer.kind, in_shape=in_shape,
+                         out_shape=(mask.shape[0], *spatial), mask=mask, neuron_shape=(),
+                         stride=stride, padding=pad, dilation=dilation,
+                         groups=int(m.groups))  # type: ignore[arg-type]
+
+
+def _padding(padding: str | tuple[int, ...], kernel: tuple[int, ...],
+             dilation: tuple[int, ...], name: str) -> tuple[int, ...]:
+    if not isinstance(padding, str):
+        return tuple(int(p) for p in padding)
+    if padding == "valid":
+        return (0,) * len(kernel)
+    total = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]  # padding="same"
+    if any(t % 2 for t in total):
+        raise ModelError(f"layer {name!r}: padding='same' pads unevenly for kernel {kernel}; "
+                         f"connectivity counts symmetric padding; give explicit padding")
+    return tuple(t // 2 for t in total)
 
 
 def parameter_count(model: torch.nn.Module) -> int:

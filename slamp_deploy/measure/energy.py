@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from slamp_deploy.chips.hardware import CONFIDENCES, Figure, HardwareProfile
+from slamp_deploy.chips.figure import CONFIDENCES, Figure
+from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.measure.activity import ActivityReport
 
 __all__ = ["ANN_45NM", "TERMS", "AnnEstimate", "EnergyEstimate", "EnergyTerm", "LayerEnergy",

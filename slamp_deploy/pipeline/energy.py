@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from slamp_deploy.chips.hardware import load_profile
+from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.config import PipelineConfig
 from slamp_deploy.measure.activity import ActivityReport, measure
 from slamp_deploy.measure.energy import AnnEstimate, EnergyEstimate, ann_estimate, estimate

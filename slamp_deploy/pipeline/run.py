@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from slamp_deploy import __version__, distributed
-from slamp_deploy.chips.hardware import HardwareProfile, load_profile
+from slamp_deploy.chips.profile import HardwareProfile
+from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
 from slamp_deploy.data import Dataset, Split, check_labels, load_digits, load_npz, split
 from slamp_deploy.errors import DataError, ModelError, SlampError, SlampWarning, UsageError

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from slamp_deploy.chips.hardware import available_targets, load_profile
-from slamp_deploy.fit.check import LayerGeometry, check_fit
+from slamp_deploy.chips import available_targets, load_profile
+from slamp_deploy.fit.check import check_fit
+from slamp_deploy.geometry import LayerGeometry
 
 GOLDEN = Path(__file__).resolve().parent
 

@@ -1,0 +1,331 @@
+"""The neutral counting vocabulary: a synaptic layer's geometry, its exact connectivity counts,
+the contiguous core groups, the neuron populations, and the caps an allocator honours.
+
+Chip-neutral: the fit check (``slamp_deploy.fit``), the chip families (``slamp_deploy.chips``),
+the capped allocator and the activity report all count with these, so fan-in and fan-out have
+one implementation.
+
+Counting conventions (exact, from the mask and the conv geometry):
+
+* A *unit* is one output of the synaptic op (``out_shape``, flattened channel-major). Every unit
+  is one on-chip neuron (compartment) that receives synapses.
+* ``fan_in`` of a unit is the number of kept weights that reach it from inside the input (padding
+  taps do not count). ``fan_out`` of an input unit is the number of (output position, output
+  channel) pairs whose kept tap reads it. Both come from one correlation of the kept kernel with
+  the valid-tap map, so ``sum(fan_in) == sum(fan_out) == kept synapses``.
+* Core groups: a layer's units split into ``k`` contiguous, equal groups
+  (``starts = arange(k) * n // k``, :func:`core_starts`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from slamp_deploy.errors import ModelError
+
+__all__ = [
+    "IDENTITY",
+    "INPUT",
+    "LayerCaps",
+    "LayerGeometry",
+    "LayerStats",
+    "conv_params",
+    "core_starts",
+    "layer_stats",
+    "population_members",
+    "with_masks",
+]
+
+INPUT = "@input"  # LayerGeometry.source value naming the network input
+IDENTITY = "identity"  # LayerGeometry.kind of a one-to-one connection (identity shortcut)
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    name: str  # module fully-qualified name, e.g. "features.0"
+    kind: str  # "linear" | "conv1d" | "conv2d"
+    in_shape: tuple[
+        int, ...
+    ]  # per-sample input shape of the synaptic op: (F,) or (C, L) or (C, H, W)
+    out_shape: tuple[int, ...]  # per-sample output shape of the synaptic op
+    mask: np.ndarray  # bool, same shape as the weight; True = kept
+    neuron_shape: tuple[int, ...]  # shape of the spiking neuron layer this op feeds; () if none
+    stride: tuple[int, ...] = ()  # conv only
+    padding: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
+    groups: int = 1
+    weight_bits_hint: int | None = None
+    # Name of the layer whose neurons feed this op; None = the previous layer in the sequence
+    # (the network input for the first layer); "@input" = the network input explicitly.
+    source: str | None = None
+    # Name of the neuron population this op's current drives, where several ops drive one
+    # (residual joins): such ops are mapped together, onto the cores of one set of neurons, and
+    # their fan-ins add up. kind "identity" is a one-to-one connection of weight 1 (an identity
+    # shortcut): mask (n,) all True, in_shape = out_shape = the population's shape.
+    population: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Exact per-layer statistics
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class LayerStats:
+    """Exact connectivity counts of one layer under its mask."""
+
+    n_out: int  # units (post-synaptic neurons)
+    n_in: int  # input units
+    kept_weights: int
+    fan_in: np.ndarray  # (n_out,) int64
+    fan_out: np.ndarray  # (n_in,) int64
+    # (starts, stop) -> (n_in, len(starts)) kept synapses per group; group j is units
+    # starts[j]..starts[j+1] (the last ends at ``stop``, default n_out), so the groups of a
+    # mapping can be taken a chunk at a time
+    incidence: Callable[..., np.ndarray]
+
+    @property
+    def synapses(self) -> int:
+        return int(self.fan_in.sum())
+
+
+def _validate(layer: LayerGeometry) -> None:
+    """Shape checks; raises ModelError naming the layer."""
+    where = f"layer {layer.name!r}"
+    if layer.kind not in ("linear", "conv1d", "conv2d", IDENTITY):
+        raise ModelError(f"{where}: kind = {layer.kind!r}: expected linear, conv1d, conv2d or "
+                         f"{IDENTITY}")
+    mask = layer.mask
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+        raise ModelError(f"{where}: mask must be a numpy bool array")
+    if layer.kind == IDENTITY:
+        n = math.prod(layer.out_shape)
+        if math.prod(layer.in_shape) != n or mask.shape != (n,):
+            raise ModelError(f"{where}: an identity connection needs in_shape and out_shape of "
+                             f"{n} units and a mask of shape ({n},); got {layer.in_shape}, "
+                             f"{layer.out_shape}, {mask.shape}")
+        return
+    if layer.kind == "linear":
+        if len(layer.in_shape) != 1 or len(layer.out_shape) != 1:
+            raise ModelError(
+                f"{where}: linear in_shape/out_shape must be (F,), got "
+                f"{layer.in_shape} -> {layer.out_shape}"
+            )
+        if mask.shape != (layer.out_shape[0], layer.in_shape[0]):
+            raise ModelError(
+                f"{where}: mask shape {mask.shape} != (out, in) = "
+                f"{(layer.out_shape[0], layer.in_shape[0])}"
+            )
+        return
+    d = 1 if layer.kind == "conv1d" else 2
+    if len(layer.in_shape) != d + 1 or len(layer.out_shape) != d + 1 or mask.ndim != d + 2:
+        raise ModelError(
+            f"{where}: {layer.kind} needs (C, *{d} spatial) shapes and a "
+            f"{d + 2}-d mask; got {layer.in_shape}, {layer.out_shape}, {mask.shape}"
+        )
+    cin, cout, g = layer.in_shape[0], layer.out_shape[0], layer.groups
+    if g < 1 or cin % g or cout % g or mask.shape[:2] != (cout, cin // g):
+        raise ModelError(
+            f"{where}: mask shape {mask.shape} does not match Cout={cout}, Cin/groups={cin}/{g}"
+        )
+    s, p, dl = conv_params(layer)
+    for i in range(d):
+        k = mask.shape[2 + i]
+        expect = (layer.in_shape[1 + i] + 2 * p[i] - dl[i] * (k - 1) - 1) // s[i] + 1
+        if expect != layer.out_shape[1 + i]:
+            raise ModelError(
+                f"{where}: out_shape {layer.out_shape} does not follow from in_shape "
+                f"{layer.in_shape}, kernel {mask.shape[2:]}, stride {s}, padding {p}, "
+                f"dilation {dl} (expected spatial dim {i} = {expect})"
+            )
+
+
+def conv_params(layer: LayerGeometry) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    d = len(layer.in_shape) - 1
+
+    def norm(t: tuple[int, ...], default: int, what: str) -> tuple[int, ...]:
+        if not t:
+            return (default,) * d
+        if len(t) == 1:
+            return tuple(t) * d
+        if len(t) != d:
+            raise ModelError(f"layer {layer.name!r}: {what} {t} must have {d} entries")
+        return tuple(int(x) for x in t)
+
+    return (
+        norm(layer.stride, 1, "stride"),
+        norm(layer.padding, 0, "padding"),
+        norm(layer.dilation, 1, "dilation"),
+    )
+
+
+def layer_stats(layer: LayerGeometry) -> LayerStats:
+    """Exact fan-in, fan-out and per-core-group incidence of one layer."""
+    _validate(layer)
+    mask = layer.mask
+    if layer.kind == IDENTITY:
+        one = mask.astype(np.int64)
+
+        def one_to_one(starts: np.ndarray, stop: int | None = None) -> np.ndarray:
+            out = np.zeros((one.size, len(starts)), dtype=np.int64)
+            if len(starts):
+                units = np.arange(int(starts[0]), one.size if stop is None else stop)
+                core = np.searchsorted(starts, units, side="right") - 1
+                out[units, core] = one[units]
+            return out
+
+        return LayerStats(n_out=one.size, n_in=one.size, kept_weights=int(one.sum()),
+                          fan_in=one, fan_out=one.copy(), incidence=one_to_one)
+    if layer.kind == "linear":
+        m = mask.astype(np.int64)
+        fan_in = m.sum(axis=1)
+        fan_out = m.sum(axis=0)
+
+        def incidence(starts: np.ndarray, stop: int | None = None) -> np.ndarray:
+            if not m.shape[0] or not len(starts):
+                return np.zeros((m.shape[1], len(starts)), dtype=np.int64)
+            rows = m[int(starts[0]) : m.shape[0] if stop is None else stop]
+            return np.add.reduceat(rows, np.asarray(starts) - int(starts[0]), axis=0).T
+
+        return LayerStats(
+            n_out=m.shape[0],
+            n_in=m.shape[1],
+            kept_weights=int(m.sum()),
+            fan_in=fan_in,
+            fan_out=fan_out,
+            incidence=incidence,
+        )
+    return _conv_stats(layer)
+
+
+def _conv_stats(layer: LayerGeometry) -> LayerStats:
+    mask = layer.mask
+    s, p, dl = conv_params(layer)
+    d = len(layer.in_shape) - 1
+    cin, cout, g = layer.in_shape[0], layer.out_shape[0], layer.groups
+    cin_g, cout_g = cin // g, cout // g
+    ksz, isz, osz = mask.shape[2:], layer.in_shape[1:], layer.out_shape[1:]
+    # Per spatial dim: input index of (tap, output position), and whether it lies inside.
+    grids = []
+    for i in range(d):
+        t = np.arange(ksz[i])[:, None]
+        o = np.arange(osz[i])[None, :]
+        grids.append(o * s[i] - p[i] + t * dl[i])  # (K_i, O_i)
+    n_taps = int(np.prod(ksz))
+    n_pos = int(np.prod(osz))
+    n_ipos = int(np.prod(isz))
+    # in_flat[t, o]: flat input position read by tap t at output position o, -1 when padding.
+    if d == 1:
+        idx = grids[0]
+        valid = (idx >= 0) & (idx < isz[0])
+        in_flat = np.where(valid, idx, -1)
+    else:
+        iy, ix = grids
+        vy = (iy >= 0) & (iy < isz[0])
+        vx = (ix >= 0) & (ix < isz[1])
+        valid4 = vy[:, None, :, None] & vx[None, :, None, :]  # (Ky, Kx, Oy, Ox)
+        flat4 = iy[:, None, :, None] * isz[1] + ix[None, :, None, :]
+        valid = valid4.reshape(n_taps, n_pos)
+        in_flat = np.where(valid, flat4.reshape(n_taps, n_pos), -1)
+    valid_i = valid.astype(np.int64)
+    m = mask.reshape(cout, cin_g, n_taps).astype(np.int64)
+    k_out = m.sum(axis=1)  # (Cout, T) kept taps per output channel
+    fan_in = (k_out @ valid_i).reshape(-1)  # (Cout * P,)
+    # R[t, i]: number of output positions whose tap t reads input position i (0 or 1).
+    reach = np.zeros((n_taps, n_ipos), dtype=np.int64)
+    tt, oo = np.nonzero(valid)
+    np.add.at(reach, (tt, in_flat[tt, oo]), 1)
+    k_in = np.concatenate([m[gi * cout_g : (gi + 1) * cout_g].sum(axis=0) for gi in range(g)])
+    fan_out = (k_in @ reach).reshape(-1)  # (Cin * P_in,)
+
+    def incidence(starts: np.ndarray, stop: int | None = None) -> np.ndarray:
+        n_out = cout * n_pos
+        bounds = np.append(starts, n_out if stop is None else stop)
+        out = np.zeros((cin * n_ipos, len(starts)), dtype=np.int64)
+        for j in range(len(starts)):
+            a, b = int(bounds[j]), int(bounds[j + 1])
+            if a >= b:
+                continue
+            c0, c1 = a // n_pos, (b - 1) // n_pos
+            ind = np.zeros((c1 - c0 + 1, n_pos), dtype=np.int64)
+            ind.reshape(-1)[a - c0 * n_pos : b - c0 * n_pos] = 1
+            acc = np.zeros((cin, n_ipos), dtype=np.int64)
+            for t in range(n_taps):
+                ok = valid[t]
+                if not ok.any():
+                    continue
+                scat = np.zeros((c1 - c0 + 1, n_ipos), dtype=np.int64)
+                scat[:, in_flat[t, ok]] = ind[:, ok]
+                for gi in range(g):
+                    lo, hi = max(c0, gi * cout_g), min(c1, (gi + 1) * cout_g - 1)
+                    if lo > hi:
+                        continue
+                    w = m[lo : hi + 1, :, t]  # (nc, Cin_g)
+                    acc[gi * cin_g : (gi + 1) * cin_g] += w.T @ scat[lo - c0 : hi - c0 + 1]
+            out[:, j] = acc.reshape(-1)
+        return out
+
+    return LayerStats(
+        n_out=cout * n_pos,
+        n_in=cin * n_ipos,
+        kept_weights=int(mask.sum()),
+        fan_in=fan_in,
+        fan_out=fan_out,
+        incidence=incidence,
+    )
+
+
+def core_starts(n_units: int, k: int) -> np.ndarray:
+    """First unit of each of ``k`` contiguous, near-equal core groups (the core mapping)."""
+    return (np.arange(k, dtype=np.int64) * n_units) // k
+
+
+def population_members(layers: Sequence[LayerGeometry]) -> dict[str, list[int]]:
+    """Positions of the layers that drive each neuron population (``population``), in order;
+    the first of each is the one the population is mapped on."""
+    members: dict[str, list[int]] = {}
+    for i, lay in enumerate(layers):
+        if lay.population is not None:
+            members.setdefault(lay.population, []).append(i)
+    return members
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerCaps:
+    """Caps on one layer's kept weights. ``None`` = no cap at that level."""
+
+    fan_in_max: int | None = None  # kept per weight row
+    group_starts: tuple[int, ...] | None = None  # first row of each core group (laminar in rows)
+    group_max: int | None = None  # kept per core group
+    layer_max: int | None = None  # kept in the layer
+
+    def merge(self, other: LayerCaps) -> LayerCaps:
+        """The tighter of two cap sets (groups: ``other``'s if it defines any)."""
+
+        def lo(a: int | None, b: int | None) -> int | None:
+            return b if a is None else a if b is None else min(a, b)
+
+        if other.group_starts is not None:
+            starts, gmax = other.group_starts, other.group_max
+        else:
+            starts, gmax = self.group_starts, lo(self.group_max, other.group_max)
+        return LayerCaps(
+            fan_in_max=lo(self.fan_in_max, other.fan_in_max),
+            group_starts=starts,
+            group_max=gmax,
+            layer_max=lo(self.layer_max, other.layer_max),
+        )
+
+
+def with_masks(
+    layers: Sequence[LayerGeometry], masks: Mapping[str, np.ndarray]
+) -> list[LayerGeometry]:
+    """The layers with the masks named in ``masks`` swapped in (the others unchanged)."""
+    return [
+        dataclasses.replace(lay, mask=masks[lay.name]) if lay.name in masks else lay
+        for lay in layers
+    ]
