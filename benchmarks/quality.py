@@ -17,7 +17,7 @@ non-zero inputs, summed. For the first layer of the digits network the input is 
 the evaluation set).
 
 The ablations that decide SLAMP's defaults run SLAMP with: lambda variant max / l2 / sqrt /
-measured (``slamp_deploy.measured_lambda``), gradient timestep weights, and current matching off
+measured (``slamp_deploy.prune.temporal``), gradient timestep weights, and current matching off
 (also for LAMP), on the same seeds and sparsities.
 
 Results go to ``benchmarks/results/quality_<mode>.{json,csv}`` (``--out`` to change), one PNG per
@@ -56,11 +56,11 @@ from slamp_deploy.pipeline.run import (
 )
 from slamp_deploy.pipeline.run import prepare as prepare_run
 from slamp_deploy.prune.calibrate import TemporalStats
-from slamp_deploy.prune.masks import synaptic_current
+from slamp_deploy.prune.methods import available_methods
+from slamp_deploy.prune.recover import synaptic_current
 
 from .tasks import TASKS, Task, prepare
 
-METHODS = ("slamp", "lamp", "global", "uniform", "uniform+", "erk")
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -77,12 +77,13 @@ ABLATIONS: dict[str, tuple[str, str, str, bool]] = {
 
 #: per mode: tasks, methods, sparsities, seeds, ablation sparsities, retraining epochs per task
 MODES: dict[str, dict[str, Any]] = {
-    "quick": {"tasks": TASKS, "methods": METHODS, "sparsities": (0.9,), "seeds": (0,),
+    "quick": {"tasks": TASKS, "methods": available_methods(), "sparsities": (0.9,), "seeds": (0,),
               "ablation_sparsities": (0.9,),
               "epochs": {"digits": 1, "digits-resnet": 1, "temporal": 1},
               "train_limit": {"digits": None, "digits-resnet": None, "temporal": 1000},
               "eval_limit": None},
-    "full": {"tasks": TASKS, "methods": METHODS, "sparsities": SPARSITIES, "seeds": (0, 1, 2),
+    "full": {"tasks": TASKS, "methods": available_methods(), "sparsities": SPARSITIES,
+             "seeds": (0, 1, 2),
              "ablation_sparsities": (0.8, 0.9, 0.95, 0.98),
              "epochs": {"digits": 3, "digits-resnet": 3, "temporal": 2},
              "train_limit": {"digits": None, "digits-resnet": None, "temporal": None},
@@ -226,7 +227,7 @@ def run_one(task: Task, spec: RunSpec) -> dict[str, Any]:
 def measure_lambdas(task: Task, seed: int) -> dict[str, Any]:
     """Measured lambdas of the dense network on the seed's calibration subset, and analytic ones."""
     from slamp_deploy.prune.calibrate import calibrate
-    from slamp_deploy.prune.measured_lambda import measured_lambdas
+    from slamp_deploy.prune.temporal import measured_lambdas
 
     spec = RunSpec(task=task.name, variant="lambdas", method="slamp", sparsity=0.0, seed=seed,
                    epochs=0)
@@ -314,7 +315,7 @@ def compare(rows: list[dict[str, Any]], stage: str, *, ref: str = "slamp",
     by = {(r["task"], r["variant"], r["sparsity"]): r for r in rows}
     out = []
     for (task, variant, s), r in sorted(by.items()):
-        if variant == ref or (task, ref, s) not in by or variant not in METHODS:
+        if variant == ref or (task, ref, s) not in by or variant not in available_methods():
             continue
         a = by[(task, ref, s)]
         diff = a[stage] - r[stage]
@@ -372,7 +373,7 @@ def plot(out: Path, name: str, rows: list[dict[str, Any]]) -> list[Path]:
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
         for ax, stage, title in zip(axes, STAGES, ("after pruning", "after current matching",
                                                    "after retraining"), strict=True):
-            for m in METHODS:
+            for m in available_methods():
                 rs = sorted((r for r in rows if r["task"] == task and r["variant"] == m),
                             key=lambda r: r["sparsity"])
                 if len(rs) < 1:
@@ -404,7 +405,7 @@ def print_tables(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> 
     for task in sorted({r["task"] for r in rows}):
         rs = [r for r in rows if r["task"] == task]
         dense = rs[0]["acc_dense"]
-        variants = [m for m in METHODS if any(r["variant"] == m for r in rs)]
+        variants = [m for m in available_methods() if any(r["variant"] == m for r in rs)]
         t = Table(title=f"{task}: accuracy pruned / current-matched / retrained "
                         f"(mean over {rs[0]['seeds']} seed(s); dense {dense:.3f})")
         t.add_column("sparsity")
@@ -420,8 +421,8 @@ def print_tables(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> 
                              f"SynOps ÷{r['synops_reduction']:.1f}")
             t.add_row(f"{s:.2f}", *cells)
         con.print(t)
-        abl = [r for r in rs if r["variant"] not in METHODS or r["variant"] == "slamp"]
-        if any(r["variant"] not in METHODS for r in abl):
+        abl = [r for r in rs if r["variant"] not in available_methods() or r["variant"] == "slamp"]
+        if any(r["variant"] not in available_methods() for r in abl):
             names = ["slamp", *[a for a in ABLATIONS if a != "slamp.max"]]
             t = Table(title=f"{task}: ablations (pruned / current-matched / retrained)")
             t.add_column("sparsity")
@@ -443,7 +444,7 @@ def print_tables(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> 
         t = Table(title="SLAMP vs each baseline: win / tie / loss (sparsities counted)")
         t.add_column("task")
         t.add_column("stage")
-        bases = [m for m in METHODS if m != "slamp"]
+        bases = [m for m in available_methods() if m != "slamp"]
         for b in bases:
             t.add_column(b, justify="center")
         for task, stage, counts in verdict_counts(verdicts, bases):
@@ -481,8 +482,8 @@ def render_markdown(data: dict[str, Any]) -> str:
     out: list[str] = []
     for task in sorted({r["task"] for r in rows}):
         rs = [r for r in rows if r["task"] == task]
-        variants = [m for m in METHODS if any(r["variant"] == m for r in rs)]
-        sps = sorted({r["sparsity"] for r in rs if r["variant"] in METHODS})
+        variants = [m for m in available_methods() if any(r["variant"] == m for r in rs)]
+        sps = sorted({r["sparsity"] for r in rs if r["variant"] in available_methods()})
         out += [f"### {task}: dense accuracy {rs[0]['acc_dense']:.3f}", ""]
         for stage, label in (("acc_pruned", "right after pruning"),
                              ("acc_current_matched", "after current matching"),
@@ -530,7 +531,7 @@ def render_markdown(data: dict[str, Any]) -> str:
                 out.append("| mean | " + " | ".join(means) + " |")
                 out.append("")
     if verdicts:
-        bases = [m for m in METHODS if m != "slamp"]
+        bases = [m for m in available_methods() if m != "slamp"]
         out += ["### SLAMP against each baseline (win / tie / loss over the sparsities)", "",
                 "| task | stage | " + " | ".join(bases) + " |", "|---|---|" + "---|" * len(bases)]
         for task, stage, counts in verdict_counts(verdicts, bases):
@@ -564,7 +565,7 @@ def render_markdown(data: dict[str, Any]) -> str:
     out += ["### Per-layer weights kept, SLAMP (max) vs LAMP vs others (seed 0)", ""]
     for task in sorted({r["task"] for r in runs}):
         rs = [r for r in runs if r["task"] == task and r["seed"] == 0 and r["variant"] in
-              METHODS]
+              available_methods()]
         if not rs:
             continue
         layers = list(rs[0]["layers"])
@@ -573,7 +574,7 @@ def render_markdown(data: dict[str, Any]) -> str:
                 "| sparsity | method | " + " | ".join(layers) + " |",
                 "|---|---|" + "---|" * len(layers)]
         for s in sorted({r["sparsity"] for r in rs}):
-            for m in METHODS:
+            for m in available_methods():
                 r = next((r for r in rs if r["sparsity"] == s and r["variant"] == m), None)
                 if r is None:
                     continue
@@ -624,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description="slamp-deploy pruning-quality benchmark")
     ap.add_argument("--mode", choices=sorted(MODES), default="quick")
     ap.add_argument("--tasks", nargs="+", choices=TASKS)
-    ap.add_argument("--methods", nargs="+", choices=METHODS)
+    ap.add_argument("--methods", nargs="+", choices=available_methods())
     ap.add_argument("--sparsities", nargs="+", type=float)
     ap.add_argument("--seeds", nargs="+", type=int)
     ap.add_argument("--epochs", type=int, help="retraining epochs (all tasks)")

@@ -12,8 +12,9 @@ repetitions):
 
 * ``sort``: one ``torch.sort`` of all weights concatenated (the floor);
 * ``global_unstructured``: ``torch.nn.utils.prune.global_unstructured`` with L1 at sparsity 0.9;
-* ``slamp``: :func:`slamp_deploy.scores.allocate` (LAMP scores of every layer times lambda, and the
-  global top-k), i.e. scoring + allocation; ``slamp+masks`` adds the per-layer magnitude masks;
+* ``slamp``: :func:`slamp_deploy.prune.allocate.allocate` (LAMP scores of every layer times
+  lambda, and the global top-k), i.e. scoring + allocation; ``slamp+masks`` adds the per-layer
+  magnitude masks;
 * ``proposed``: the sort-once allocation proposed for ``scores.py`` (:func:`proposed_allocate`).
   It has since replaced the global sort in ``scores.allocate``, so on new runs it equals
   ``slamp``; the committed results were measured before that change.
@@ -95,11 +96,11 @@ def proposed_allocate(method: str, weights: Mapping[str, torch.Tensor],
     """Keep counts of the sort-once allocation.
 
     The proposal (one sort per layer, bisection on the global threshold) now ships as
-    :func:`slamp_deploy.scores.allocate`, so this calls it: on new runs the ``slamp`` and
+    :func:`slamp_deploy.prune.allocate.allocate`, so this calls it: on new runs the ``slamp`` and
     ``proposed`` columns time the same code. The committed ``results/speed.json`` was measured
     before the change, when ``slamp`` was the global-sort implementation.
     """
-    from slamp_deploy.prune.scores import allocate
+    from slamp_deploy.prune.allocate import allocate
 
     return allocate(method, weights, alive, sparsity, lambdas=lambdas).keep
 
@@ -124,7 +125,8 @@ def _setup(width: float) -> dict[str, Any]:
 def _ops(env: dict[str, Any]) -> dict[str, Callable[[], Any]]:
     from torch.nn.utils import prune
 
-    from slamp_deploy.prune.scores import allocate, magnitude_mask
+    from slamp_deploy.prune.allocate import allocate
+    from slamp_deploy.prune.masks import magnitude_mask
 
     weights, alive, lambdas = env["weights"], env["alive"], env["lambdas"]
     flat = torch.cat([w.detach().flatten() for w in weights.values()])
@@ -207,7 +209,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         return {"seconds": {k: statistics.median(v) for k, v in times.items()},
                 "all_seconds": times, "proposed_counts_identical": same}
     if kind == "profile":
-        from slamp_deploy.prune.scores import allocate
+        from slamp_deploy.prune.allocate import allocate
 
         allocate("slamp", env["weights"], env["alive"], SPARSITY, lambdas=env["lambdas"])
         pr = cProfile.Profile()

@@ -21,7 +21,8 @@ from slamp_deploy.data import ENCODINGS
 from slamp_deploy.errors import UnknownTargetError, UsageError
 from slamp_deploy.model.runner import READOUTS
 from slamp_deploy.prune.calibrate import TIMESTEP_WEIGHTS
-from slamp_deploy.prune.scores import LAMBDA_VARIANTS, METHODS
+from slamp_deploy.prune.methods import available_methods
+from slamp_deploy.prune.temporal import LAMBDA_VARIANTS
 from slamp_deploy.verify import VERIFY_SAMPLES
 
 SCHEDULES = ("oneshot", "iterative")
@@ -41,7 +42,8 @@ def option(default: Any, help: str | None = None, *, choices: tuple[str, ...] | 
 
 
 def _method_help() -> str:
-    return f"{METHODS[0]} (default), {', '.join(METHODS[1:])}"
+    names = available_methods()
+    return f"{names[0]} (default), {', '.join(names[1:])}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,9 +114,9 @@ class PipelineConfig:
 
     def validate(self) -> None:
         """Refuse option values before any work is done (one line, names the option)."""
-        if self.method not in METHODS:
+        if self.method not in available_methods():
             raise UnknownTargetError(f"--method {self.method!r}: unknown; choose one of "
-                                     f"{', '.join(METHODS)}")
+                                     f"{', '.join(available_methods())}")
         if self.sparsity is not None and not (0.0 <= self.sparsity < 1.0
                                               and math.isfinite(self.sparsity)):
             raise UsageError(f"--sparsity {self.sparsity}: must be in [0, 1)")

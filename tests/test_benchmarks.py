@@ -13,7 +13,7 @@ from slamp_deploy.examples.temporal_task import CLASSES, PIXELS, TIMESTEPS, make
 
 from slamp_deploy.data import Dataset
 from slamp_deploy.model.graph import trace
-from slamp_deploy.prune.measured_lambda import measured_lambdas
+from slamp_deploy.prune.temporal import measured_lambdas
 
 from .conftest import tiny_mlp
 

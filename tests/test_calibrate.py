@@ -8,8 +8,8 @@ import torch
 
 from slamp_deploy.data import from_arrays
 from slamp_deploy.model.graph import trace
+from slamp_deploy.prune.allocate import allocate
 from slamp_deploy.prune.calibrate import calibrate
-from slamp_deploy.prune.scores import allocate
 
 from .conftest import tiny_mlp
 

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from slamp_deploy.chips import load_profile
 from slamp_deploy.chips.family import profile_caps
 from slamp_deploy.errors import InfeasibleTargetError, ModelError
-from slamp_deploy.fit.capped import allocate_capped
 from slamp_deploy.fit.check import check_fit
 from slamp_deploy.fit.search import find_fit_keep
 from slamp_deploy.geometry import LayerCaps, LayerGeometry
+from slamp_deploy.prune.allocate import allocate_capped
 from tests.golden.regenerate import fit_models
 
 
@@ -177,7 +177,8 @@ def test_conv_fan_in_cap_is_per_output_channel_kernel() -> None:
         padding=(1, 1),
     )
     rng = np.random.default_rng(1)
-    a = allocate_capped({"c": rng.random((3, 2, 3, 3))}, [lay], load_profile("dynapse2"), None)
+    a = allocate_capped({"c": rng.random((3, 2, 3, 3))}, [lay],
+                        profile_caps([lay], load_profile("dynapse2")), None)
     assert a.layers[0].mask.reshape(3, -1).sum(axis=1).tolist() == [18, 18, 18]  # 18 <= 64
     caps = {"c": LayerCaps(fan_in_max=5)}
     a = allocate_capped({"c": rng.random((3, 2, 3, 3))}, [lay], None, None, extra_caps=caps)
@@ -237,7 +238,8 @@ def test_loihi_dense_too_big_for_synapse_memory_fits_after_find_fit_keep() -> No
     pruned = [LayerGeometry(**{**layers[0].__dict__, "mask": alloc.masks["fc1"]})]
     assert check_fit(pruned, loihi, cores=1).fits
     # keep is the largest that fits: one more weight does not.
-    one_more = allocate_capped({"fc1": rng.random((512, 256))}, layers, loihi, keep + 1)
+    one_more = allocate_capped({"fc1": rng.random((512, 256))}, layers,
+                               profile_caps(layers, loihi), keep + 1)
     assert one_more.n_kept == keep + 1
 
 

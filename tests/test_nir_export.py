@@ -16,8 +16,7 @@ from torch import nn
 from slamp_deploy.errors import ExportError, ModelError
 from slamp_deploy.model.graph import NEURON_KINDS, reset_state, trace
 from slamp_deploy.model.runner import run
-from slamp_deploy.prune.masks import apply_masks
-from slamp_deploy.prune.scores import magnitude_mask
+from slamp_deploy.prune.masks import apply_masks, magnitude_mask
 
 
 def pruned_example():

@@ -12,9 +12,9 @@ from slamp_deploy.config import PipelineConfig
 from slamp_deploy.data import from_arrays
 from slamp_deploy.model.graph import trace
 from slamp_deploy.pipeline import run as pipeline
-from slamp_deploy.prune.masks import apply_masks, match_currents, synaptic_current
+from slamp_deploy.prune.masks import apply_masks, magnitude_mask
+from slamp_deploy.prune.recover import match_currents, synaptic_current
 from slamp_deploy.prune.retrain import retrain
-from slamp_deploy.prune.scores import magnitude_mask
 
 from .conftest import tiny_mlp
 
@@ -42,14 +42,14 @@ def test_retraining_keeps_pruned_weights_exactly_zero():
 def test_iterative_rounds_are_nested_and_stay_zero(tmp_path, monkeypatch, tiny_model_file,
                                                    tiny_weights, digits_npz):
     seen = []
-    real = pipeline.masks_from_allocation
+    real = pipeline.masks_from_plan
 
     def spy(graph, alloc, alive):
         masks = real(graph, alloc, alive)
         seen.append({k: v.clone() for k, v in masks.items()})
         return masks
 
-    monkeypatch.setattr(pipeline, "masks_from_allocation", spy)
+    monkeypatch.setattr(pipeline, "masks_from_plan", spy)
     cfg = PipelineConfig(model=f"{tiny_model_file}:build", weights=str(tiny_weights),
                          data=str(digits_npz), timesteps=4, sparsity=0.8, epochs=1,
                          schedule="iterative", rounds=3, calib_samples=64,

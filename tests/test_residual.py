@@ -20,8 +20,7 @@ from torch import nn
 from slamp_deploy.cli import main
 from slamp_deploy.model.graph import reset_state, trace
 from slamp_deploy.model.runner import run
-from slamp_deploy.prune.masks import apply_masks
-from slamp_deploy.prune.scores import magnitude_mask
+from slamp_deploy.prune.masks import apply_masks, magnitude_mask
 
 from .test_nir_export import digits_seq, snntorch_import_spikes, spikes_of
 
@@ -277,8 +276,8 @@ def test_capped_allocation_shares_the_fan_in_cap_of_joined_rows():
     small case the greedy keeps the best-scoring feasible set (checked by enumeration)."""
     import itertools
 
-    from slamp_deploy.fit.capped import allocate_capped
     from slamp_deploy.geometry import LayerCaps, LayerGeometry
+    from slamp_deploy.prune.allocate import allocate_capped
 
     rng = np.random.default_rng(4)
     a = LayerGeometry(name="a", kind="linear", in_shape=(3,), out_shape=(2,),

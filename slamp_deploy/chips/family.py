@@ -182,7 +182,7 @@ def family_of(profile: HardwareProfile) -> Family:
 
 def profile_caps(layers: Sequence[LayerGeometry], profile: HardwareProfile
                  ) -> dict[str, LayerCaps]:
-    """The count caps ``profile`` imposes on each layer (see ``slamp_deploy.fit.capped``)."""
+    """The count caps ``profile`` imposes on each layer (see ``slamp_deploy.prune.allocate``)."""
     return family_of(profile).caps(layers, profile)
 
 

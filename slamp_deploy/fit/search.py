@@ -15,30 +15,16 @@ import torch
 from slamp_deploy.chips.family import profile_caps
 from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.errors import InfeasibleTargetError, ModelError, UsageError
-from slamp_deploy.fit.capped import CappedAllocation, allocate_capped
 from slamp_deploy.fit.check import check_fit
 from slamp_deploy.fit.from_graph import geometries
 from slamp_deploy.fit.verdict import FitReport
-from slamp_deploy.geometry import IDENTITY, LayerCaps, LayerGeometry, with_masks
+from slamp_deploy.geometry import LayerCaps, LayerGeometry, with_masks
 from slamp_deploy.model.graph import SpikingGraph
-from slamp_deploy.prune.scores import lamp_scores
+from slamp_deploy.prune.allocate import ChipCaps, allocate_capped, score_arrays
+from slamp_deploy.prune.methods import available_methods, get_method
+from slamp_deploy.prune.plan import PruningPlan
 
-SCORE_METHODS = ("slamp", "lamp", "global")
 MIN_KEEP_FRACTION = 0.001  # find_fit_keep gives up below 0.1% of the alive weights
-
-
-def score_arrays(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
-                 alive: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Per-weight scores of a score-based method (0 for pruned weights), as numpy arrays."""
-    out = {}
-    for la in graph.layers:
-        w = la.weight.detach().cpu() * alive[la.name]
-        if method == "global":
-            s = w.abs().double()
-        else:
-            s = lamp_scores(w) * (float(lambdas.get(la.name, 1.0)) if method == "slamp" else 1.0)
-        out[la.name] = s.numpy()
-    return out
 
 
 def has_caps(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
@@ -73,46 +59,22 @@ def _any_caps(geoms: list[LayerGeometry], profile: HardwareProfile) -> bool:
     return any(c.fan_in_max is not None or c.group_max is not None for c in caps.values())
 
 
-def to_torch(alloc: CappedAllocation) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.array(v, dtype=bool)) for k, v in alloc.masks.items()}
-
-
-def capped_masks(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
-                 alive: Mapping[str, torch.Tensor], keep: Mapping[str, int],
-                 profile: HardwareProfile) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Masks that honour the profile's caps on top of the method's keep counts.
-
-    Score-based methods keep the global count and let the caps move weights between layers;
-    rule-based methods keep each layer's count as a per-layer cap.
-    """
+def chip_caps(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
+              profile: HardwareProfile) -> ChipCaps:
+    """The profile's caps on this graph, for :func:`slamp_deploy.prune.allocate.allocate`."""
     geoms = geometries(graph, alive)
-    if method in SCORE_METHODS:
-        alloc = allocate_capped(score_arrays(graph, method, lambdas, alive), geoms, profile,
-                                sum(keep.values()))
-        return to_torch(alloc), {k: _binding(v, method) for k, v in alloc.binding.items()}
-    # one call for all layers (joined layers share caps), each layer's count as its own cap
-    scores = {g.name: (graph.layer(g.name).weight.detach().cpu().abs().double()
-                       * alive[g.name]).numpy() for g in geoms if g.kind != IDENTITY}
-    alloc = allocate_capped(scores, geoms, profile, None,
-                            extra_caps={k: LayerCaps(layer_max=v) for k, v in keep.items()})
-    return to_torch(alloc), {k: _binding(v, method) for k, v in alloc.binding.items()}
-
-
-def _binding(level: str, method: str) -> str:
-    # a rule-based method's per-layer count is its density, passed as the layer cap
-    if level in ("global", "none") or (level == "layer" and method not in SCORE_METHODS):
-        return f"{method}.threshold" if method in SCORE_METHODS else f"{method}.density"
-    return f"cap.{level}"
+    return ChipCaps(layers=tuple(geoms), caps=profile_caps(geoms, profile))
 
 
 def fit_keep(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
              alive: Mapping[str, torch.Tensor], profile: HardwareProfile,
-             chips: int | None, cores: int | None) -> tuple[int, CappedAllocation, FitReport]:
+             chips: int | None, cores: int | None) -> tuple[int, PruningPlan, FitReport]:
     """The most weights (smallest sparsity) with which the model fits the target."""
-    if method not in SCORE_METHODS:
+    if get_method(method).kind != "score":
         raise UsageError(f"--fit --method {method}: the fit search needs a score-based method "
-                         f"({', '.join(SCORE_METHODS)}); pass --sparsity instead")
-    return find_fit_keep(score_arrays(graph, method, lambdas, alive), geometries(graph, alive),
+                         f"({', '.join(available_methods('score'))}); pass --sparsity instead")
+    weights = {la.name: la.weight for la in graph.layers}
+    return find_fit_keep(score_arrays(method, weights, alive, lambdas), geometries(graph, alive),
                          profile, chips, cores)
 
 
@@ -124,7 +86,7 @@ def find_fit_keep(
     cores: int | None = None,
     *,
     extra_caps: Mapping[str, LayerCaps] | None = None,
-) -> tuple[int, CappedAllocation, FitReport]:
+) -> tuple[int, PruningPlan, FitReport]:
     """The largest keep count (smallest sparsity) at which the model fits, by bisection.
 
     Allocations for growing ``keep`` are nested (the greedy only extends its prefix), so the
@@ -136,11 +98,12 @@ def find_fit_keep(
             shape-only memories, unsupported layers), or even 0.1% of the weights do not fit.
     """
 
-    def attempt(k: int | None) -> tuple[CappedAllocation, FitReport]:
-        alloc = allocate_capped(scores, layers, profile, k, extra_caps=extra_caps)
+    def attempt(k: int | None) -> tuple[PruningPlan, FitReport]:
+        alloc = allocate_capped(scores, layers, caps, k, extra_caps=extra_caps)
         report = check_fit(with_masks(layers, alloc.masks), profile, chips=chips, cores=cores)
         return alloc, report
 
+    caps = profile_caps(layers, profile)
     top_alloc, top_report = attempt(None)
     hard = [v for v in top_report.violations if not v.relievable]
     if hard:

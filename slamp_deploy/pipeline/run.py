@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +29,19 @@ from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
 from slamp_deploy.data import Dataset, Split, check_labels, load_digits, load_npz, split
 from slamp_deploy.errors import DataError, ModelError, SlampError, SlampWarning, UsageError
-from slamp_deploy.fit.search import capped_masks, caps_blocked, fit_keep, fit_section, has_caps
+from slamp_deploy.fit.search import caps_blocked, chip_caps, fit_keep, fit_section, has_caps
 from slamp_deploy.measure.activity import dense_weights, measure
 from slamp_deploy.model.graph import SpikingGraph, trace
 from slamp_deploy.model.loader import BUILTIN, LoadedModel, load_model
 from slamp_deploy.model.runner import check_readout
 from slamp_deploy.pipeline.outputs import write_outputs
+from slamp_deploy.prune.allocate import allocate
 from slamp_deploy.prune.calibrate import TemporalStats, calibrate
-from slamp_deploy.prune.masks import (
-    Masks,
-    alive_masks,
-    apply_masks,
-    masks_from_allocation,
-    match_currents,
-)
+from slamp_deploy.prune.masks import Masks, alive_masks, apply_masks, masks_from_plan
+from slamp_deploy.prune.methods import get_method
+from slamp_deploy.prune.plan import PruningPlan
+from slamp_deploy.prune.recover import match_currents
 from slamp_deploy.prune.retrain import evaluate, retrain
-from slamp_deploy.prune.scores import Allocation, allocate
 from slamp_deploy.report.html import render_files
 from slamp_deploy.report.model import (
     ActivityData,
@@ -228,7 +225,7 @@ class PipelineContext:
     fit_sparsity: float | None = None  # smallest sparsity that fits (with --fit)
     accuracy: dict[str, float] = field(default_factory=dict)
     masks: Masks = field(default_factory=dict)
-    allocation: Allocation | None = None
+    allocation: PruningPlan | None = None
     stats: TemporalStats | None = None
     lambdas: dict[str, float] = field(default_factory=dict)
     rounds: list[RoundRecord] = field(default_factory=list)
@@ -277,10 +274,6 @@ class PipelineContext:
                 if r == rounds:
                     target = self.sparsity
                 before = {la.name: la.weight.detach().clone() for la in g.layers}
-                self.allocation = allocate(
-                    c.method, {la.name: la.weight for la in g.layers}, alive, target,
-                    lambdas=self.lambdas, order=[la.name for la in g.layers])
-                self.masks = masks_from_allocation(g, self.allocation, alive)
                 blocked = (caps_blocked(g, alive, self.profile)
                            if self.profile is not None and r == 1 else None)
                 if blocked is not None:
@@ -288,12 +281,13 @@ class PipelineContext:
                     warnings.warn(f"{self.profile.name}'s caps (fan-in, synapses per core) are "
                                   f"not applied to the allocation: {blocked}",
                                   SlampWarning, stacklevel=2)
-                if self.profile is not None and has_caps(g, alive, self.profile):
-                    self.masks, binding = capped_masks(g, c.method, self.lambdas, alive,
-                                                       self.allocation.keep, self.profile)
-                    self.allocation = replace(
-                        self.allocation, binding=binding,
-                        keep={k: int(m.sum()) for k, m in self.masks.items()})
+                caps = (chip_caps(g, alive, self.profile)
+                        if self.profile is not None and has_caps(g, alive, self.profile)
+                        else None)
+                self.allocation = allocate(
+                    c.method, {la.name: la.weight for la in g.layers}, alive, target,
+                    lambdas=self.lambdas, order=[la.name for la in g.layers], caps=caps)
+                self.masks = masks_from_plan(g, self.allocation, alive)
                 apply_masks(g, self.masks)
                 self.mask_digests = distributed.check_same_masks(self.masks)
             rec: dict[str, Any] = {"round": r, "target_sparsity": round(target, 6),
@@ -323,10 +317,10 @@ class PipelineContext:
 
     def _lambdas(self) -> dict[str, float]:
         c = self.cfg
-        if c.method != "slamp":
+        if not get_method(c.method).uses_lambdas:
             return {la.name: 1.0 for la in self.graph.layers}
         if c.lambda_variant == "measured":
-            from slamp_deploy.prune.measured_lambda import measured_lambdas
+            from slamp_deploy.prune.temporal import measured_lambdas
 
             return measured_lambdas(self.graph, self.parts.calib, timesteps=self.timesteps,
                                     encoding=c.encoding, seed=c.seed)

@@ -12,7 +12,7 @@ from slamp_deploy.data import Dataset, encode
 from slamp_deploy.distributed import all_reduce_sum, current, shard_indices
 from slamp_deploy.model.graph import NEURON_KINDS, SYNAPTIC_KINDS, Op, SpikingGraph, neuron_params
 from slamp_deploy.model.runner import loss, run
-from slamp_deploy.prune.scores import impulse_response, temporal_factor
+from slamp_deploy.prune.temporal import impulse_response, temporal_factor
 
 TIMESTEP_WEIGHTS = ("uniform", "gradient")
 
@@ -33,7 +33,7 @@ class TemporalStats:
     timestep_weights_source: str  # "uniform" | "gradient"
 
     def lambdas(self, variant: str = "max") -> dict[str, float]:
-        """SLAMP's temporal factor per layer (see :func:`slamp_deploy.scores.temporal_factor`)."""
+        """SLAMP's temporal factor per layer (see :func:`slamp_deploy.prune.temporal`)."""
         return {n: temporal_factor(self.impulse[n], self.activity_rms[n], self.timestep_weights,
                                    variant) for n in self.activity_rms}
 

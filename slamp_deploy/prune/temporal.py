@@ -1,6 +1,16 @@
-r"""SLAMP's temporal factor measured on the network instead of estimated from its statistics.
+r"""SLAMP's temporal factor lambda: estimated from calibration statistics, or measured.
 
-For every prunable layer :math:`l`, the smallest ``fraction`` of its alive weights is pruned
+Estimated (:func:`temporal_factor`, fed by :mod:`slamp_deploy.prune.calibrate`):
+
+.. math::  \lambda_l = \frac{\max_t \sum_{\tau \le t} h_l[t-\tau]\, w_t\, a_l(\tau)}
+                            {\max_t h_l[0]\, w_t\, a_l(t)}
+
+with :math:`h_l` the neuron's sub-threshold impulse response (:func:`impulse_response`),
+:math:`a_l` the RMS presynaptic activity per step and :math:`w_t` the step's contribution to the
+output.
+
+Measured (:func:`measured_lambdas`): for every prunable layer :math:`l`, the smallest
+``fraction`` of its alive weights is pruned
 temporarily and the distortion of the output layer's membrane (RMS over samples and outputs,
 against the unpruned network on the same inputs) is measured two ways:
 
@@ -11,7 +21,7 @@ against the unpruned network on the same inputs) is measured two ways:
 
 .. math::  \lambda_l = \max(1,\ D^{acc}_l / D^{1}_l)
 
-which is the measured counterpart of the estimator in :mod:`slamp_deploy.scores` (worst
+which is the measured counterpart of the estimator (worst
 accumulated error over the worst single-step error). At ``T = 1`` both runs are the same single
 step, so :math:`\lambda_l = 1` exactly (LAMP). The single-step reference is taken at every step,
 not only at ``t = 0``: in a deep SNN the layers after the first often carry no spikes at ``t = 0``,
@@ -29,9 +39,61 @@ import numpy as np
 import torch
 
 from slamp_deploy.data import Dataset, encode
+from slamp_deploy.errors import UsageError
 from slamp_deploy.model.graph import NEURON_KINDS, SpikingGraph, reset_state
 from slamp_deploy.model.runner import step
-from slamp_deploy.prune.scores import magnitude_mask
+from slamp_deploy.prune.masks import magnitude_mask
+
+__all__ = [
+    "LAMBDA_VARIANTS",
+    "distortion",
+    "impulse_response",
+    "measured_lambdas",
+    "temporal_factor",
+]
+
+LAMBDA_VARIANTS = ("max", "l2", "sqrt")
+
+
+def impulse_response(kind: str | None, beta: float, alpha: float, timesteps: int) -> np.ndarray:
+    """Sub-threshold membrane value k steps after a unit input current, k = 0..T-1.
+
+    Leaky: ``beta**k``; Synaptic: ``sum_{i<=k} alpha**i * beta**(k-i)``; no neuron (a
+    non-spiking readout): a unit impulse.
+    """
+    k = np.arange(timesteps)
+    if kind == "leaky":
+        return beta ** k.astype(np.float64)
+    if kind == "synaptic":
+        return np.array([sum(alpha ** i * beta ** (n - i) for i in range(n + 1)) for n in k])
+    h = np.zeros(timesteps)
+    h[0] = 1.0
+    return h
+
+
+def temporal_factor(h: np.ndarray, activity: np.ndarray, weights: np.ndarray,
+                    variant: str = "max") -> float:
+    """SLAMP's layer importance lambda from impulse response, activity and step weights.
+
+    ``max`` is the worst case over time steps (the definition), ``l2`` replaces both maxima by an
+    RMS over time, ``sqrt`` is the dampened ``sqrt(max)``. A layer with no activity gets 1.
+    """
+    if variant not in LAMBDA_VARIANTS:
+        raise UsageError(f"--lambda-variant {variant!r}: unknown; choose one of "
+                         f"{', '.join(LAMBDA_VARIANTS)}")
+    T = len(activity)
+    acc = np.array([sum(h[t - tau] * activity[tau] for tau in range(t + 1)) for t in range(T)])
+    num_t = weights * acc
+    den_t = h[0] * weights * activity
+    if variant == "l2":
+        num, den = math.sqrt(np.mean(num_t ** 2)), math.sqrt(np.mean(den_t ** 2))
+    else:
+        num, den = float(num_t.max()), float(den_t.max())
+    if den <= 0 or not math.isfinite(num / den):
+        return 1.0
+    lam = max(1.0, num / den)
+    return math.sqrt(lam) if variant == "sqrt" else lam
+
 
 _STATE = ("mem", "syn")
 
@@ -144,5 +206,3 @@ def measured_lambdas(graph: SpikingGraph, data: Dataset, *, timesteps: int, enco
         graph.model.train(was_training)
     return out
 
-
-__all__ = ["distortion", "measured_lambdas"]
