@@ -13,4 +13,8 @@ trap 'rm -rf "$view"' EXIT
 cp -r "$src/slamp_deploy" "$view/slamp_deploy"
 cp -r "$src/exporters" "$src/examples" "$view/slamp_deploy/"
 find "$view" -name __pycache__ -prune -exec rm -rf {} +
-PYTHONPATH="$view" "$VENV/bin/lint-imports" --no-cache "$@"
+# import-linter puts the working folder first on sys.path: run it from the copy, not the checkout
+repo=$(pwd)
+case "$VENV" in /*) ;; *) VENV="$repo/$VENV" ;; esac
+cd "$view"
+PYTHONPATH="$view" "$VENV/bin/lint-imports" --no-cache "$repo/pyproject.toml" "$@"

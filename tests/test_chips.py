@@ -25,9 +25,9 @@ from slamp_deploy.chips.family import (
 )
 from slamp_deploy.chips.figure import Figure
 from slamp_deploy.chips.toml import dump_profile
+from slamp_deploy.chips.verdict import RuleResult
 from slamp_deploy.errors import ProfileError
 from slamp_deploy.fit.check import check_fit
-from slamp_deploy.fit.verdict import RuleResult
 from slamp_deploy.geometry import LayerGeometry
 
 

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
+from slamp_deploy.chips.verdict import FitReport
 from slamp_deploy.config import PipelineConfig
-from slamp_deploy.fit.verdict import FitReport
 from slamp_deploy.pipeline.check import check_model
 from slamp_deploy.pipeline.energy import compare_energy
 

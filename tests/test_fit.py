@@ -10,9 +10,9 @@ import pytest
 
 from slamp_deploy.chips import available_targets, load_profile
 from slamp_deploy.chips.speck import speck_memory
+from slamp_deploy.chips.verdict import raise_if_not_fit
 from slamp_deploy.errors import ConstraintViolation, ModelError
 from slamp_deploy.fit.check import check_fit
-from slamp_deploy.fit.verdict import raise_if_not_fit
 from slamp_deploy.geometry import LayerGeometry, core_starts, layer_stats
 from tests.golden.regenerate import GOLDEN, fit_golden, fit_models
 

@@ -21,7 +21,7 @@ from slamp_deploy.chips.family import (
     yes_no,
 )
 from slamp_deploy.chips.figure import Figure
-from slamp_deploy.fit.verdict import RuleResult
+from slamp_deploy.chips.verdict import RuleResult
 from slamp_deploy.geometry import LayerGeometry, conv_params
 
 __all__ = ["Akida", "AkidaRules"]

@@ -32,7 +32,7 @@ from slamp_deploy.chips.family import (
 )
 from slamp_deploy.chips.figure import Figure
 from slamp_deploy.chips.profile import HardwareProfile
-from slamp_deploy.fit.verdict import RuleResult
+from slamp_deploy.chips.verdict import RuleResult
 from slamp_deploy.geometry import LayerCaps, LayerGeometry, LayerStats, core_starts
 
 __all__ = ["CoreGrid", "CoreRule", "SynapseMemory", "per_core"]

@@ -20,7 +20,7 @@ from slamp_deploy.chips.family import (
     section_of,
 )
 from slamp_deploy.chips.figure import Figure
-from slamp_deploy.fit.verdict import RuleResult
+from slamp_deploy.chips.verdict import RuleResult
 from slamp_deploy.geometry import INPUT
 
 __all__ = ["Dynapse", "DynapseRules"]

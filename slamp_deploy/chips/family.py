@@ -20,8 +20,8 @@ import numpy as np
 
 from slamp_deploy.chips.figure import Figure
 from slamp_deploy.chips.profile import HardwareProfile
+from slamp_deploy.chips.verdict import RuleResult
 from slamp_deploy.errors import ProfileError
-from slamp_deploy.fit.verdict import RuleResult
 from slamp_deploy.geometry import (
     IDENTITY,
     LayerCaps,

@@ -25,7 +25,7 @@ from slamp_deploy.chips.family import (
 )
 from slamp_deploy.chips.figure import Figure
 from slamp_deploy.chips.profile import HardwareProfile, field_error
-from slamp_deploy.fit.verdict import RuleResult
+from slamp_deploy.chips.verdict import RuleResult
 from slamp_deploy.geometry import LayerGeometry, conv_params
 
 __all__ = ["Speck", "SpeckRules", "speck_memory"]

@@ -19,7 +19,7 @@ from slamp_deploy.cli import options
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from slamp_deploy.fit.verdict import FitReport
+    from slamp_deploy.chips.verdict import FitReport
 
 #: the model and data options the fit depends on
 CHECK_MODEL_DATA = ("model", "weights", "data")

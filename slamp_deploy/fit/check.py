@@ -4,7 +4,7 @@ The pipeline describes each synaptic layer with a :class:`~slamp_deploy.geometry
 (shapes, conv geometry and the boolean keep-mask); :func:`check_fit` validates the layers, merges
 the layers joined into one neuron population, hands them to the profile's chip family
 (``family_of(profile).check``), and turns what its rules found into a
-:class:`~slamp_deploy.fit.verdict.FitReport`. Rules whose figure is unknown (or only ``U``) are
+:class:`~slamp_deploy.chips.verdict.FitReport`. Rules whose figure is unknown (or only ``U``) are
 reported as ``not_checked`` with the reason, never silently passed. The counting conventions are
 those of :mod:`slamp_deploy.geometry`; each family module documents its own mapping.
 """
@@ -17,8 +17,8 @@ import numpy as np
 
 from slamp_deploy.chips.family import Family, FitContext, chip_cores, families, family_of
 from slamp_deploy.chips.profile import HardwareProfile
+from slamp_deploy.chips.verdict import FitReport, LayerFit, RuleResult, Violation
 from slamp_deploy.errors import ModelError
-from slamp_deploy.fit.verdict import FitReport, LayerFit, RuleResult, Violation
 from slamp_deploy.geometry import (
     IDENTITY,
     INPUT,

@@ -14,10 +14,10 @@ import torch
 
 from slamp_deploy.chips.family import profile_caps
 from slamp_deploy.chips.profile import HardwareProfile
+from slamp_deploy.chips.verdict import FitReport
 from slamp_deploy.errors import InfeasibleTargetError, ModelError, UsageError
 from slamp_deploy.fit.check import check_fit
 from slamp_deploy.fit.from_graph import geometries
-from slamp_deploy.fit.verdict import FitReport
 from slamp_deploy.geometry import LayerCaps, LayerGeometry, with_masks
 from slamp_deploy.model.graph import SpikingGraph
 from slamp_deploy.prune.allocate import ChipCaps, allocate_capped, score_arrays

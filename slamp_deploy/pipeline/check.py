@@ -4,9 +4,9 @@ its zero weights counted as pruned, and return the verdict of every rule."""
 from __future__ import annotations
 
 from slamp_deploy.chips.toml import load_profile
+from slamp_deploy.chips.verdict import FitReport
 from slamp_deploy.config import PipelineConfig
 from slamp_deploy.fit.search import fit_section
-from slamp_deploy.fit.verdict import FitReport
 from slamp_deploy.model.graph import trace
 from slamp_deploy.model.loader import load_model
 from slamp_deploy.pipeline.run import load_data

@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 from slamp_deploy.chips.figure import Alternative, Figure
 from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.chips.toml import available_targets, load_profile
+from slamp_deploy.chips.verdict import FitReport, LayerFit, RuleResult, Violation
 from slamp_deploy.errors import SlampError
 from slamp_deploy.fit.search import fit_markdown
-from slamp_deploy.fit.verdict import FitReport, LayerFit, RuleResult, Violation
 from slamp_deploy.measure.activity import ActivityReport, LayerActivity, NeuronActivity
 from slamp_deploy.measure.energy import (
     AnnEstimate,
