@@ -1,0 +1,24 @@
+"""The README's registry tables (pruning methods, targets) are the registries' current content."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_tables_are_current() -> None:
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_tables.py"), "--check"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
+def test_readme_tables_list_every_method_and_target() -> None:
+    from slamp_deploy.chips import available_targets
+    from slamp_deploy.prune.methods import available_methods
+
+    text = (ROOT / "README.md").read_text()
+    for name in (*available_methods(), *available_targets()):
+        assert f"| `{name}` |" in text, name
