@@ -120,7 +120,6 @@ def test_in_place_residual_joins_before_the_neuron_and_runs_exactly():
     # both synaptic layers feed the same neurons; BN sits between fc1 and the join
     assert {la.name: la.neuron.name for la in g.layers} == {"fc1": "lif", "short": "lif",
                                                             "fc2": "out"}
-    assert g.shared_neurons() == {"lif": ["fc1", "short"]}
     x = torch.rand(7, 5, 4)
     ours = run(g, x)
     reset_state(net)

@@ -147,14 +147,6 @@ class SpikingGraph:
                 out.append(Layer(name=op.name, op_index=i, module=op.module, neuron=neuron))
         return tuple(out)
 
-    def shared_neurons(self) -> dict[str, list[str]]:
-        """Neuron ops that more than one synaptic layer feeds (residual joins): name -> layers."""
-        feeds: dict[str, list[str]] = {}
-        for la in self.layers:
-            if la.neuron is not None:
-                feeds.setdefault(la.neuron.name, []).append(la.name)
-        return {k: v for k, v in feeds.items() if len(v) > 1}
-
     @property
     def neuron_ops(self) -> tuple[Op, ...]:
         return tuple(op for op in self.ops if op.kind in NEURON_KINDS)
