@@ -54,9 +54,10 @@ def render(text: str) -> str:
     """``text`` with every marked table replaced by its current rendering."""
     for name, make in TABLES.items():
         pattern = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
-        if not pattern.search(text):
+        found = pattern.search(text)
+        if found is None:
             raise SystemExit(f"README.md: the markers <!-- {name}:begin/end --> are missing")
-        text = pattern.sub(lambda m, t=make(): m.group(1) + t + "\n" + m.group(2), text)
+        text = text[:found.end(1)] + make() + "\n" + text[found.start(2):]
     return text
 
 

@@ -44,7 +44,8 @@ def test_golden_report_round_trips_and_renders_its_markdown() -> None:
 
 def test_fresh_report_round_trips(tmp_path: Path, tiny_model_file: Path, tiny_weights: Path,
                                   digits_npz: Path) -> None:
-    from slamp_deploy.pipeline.run import PipelineConfig, run
+    from slamp_deploy.config import PipelineConfig
+    from slamp_deploy.pipeline.run import run
 
     result = run(PipelineConfig(target="loihi", model=f"{tiny_model_file}:build",
                                 weights=str(tiny_weights), data=str(digits_npz), timesteps=4,

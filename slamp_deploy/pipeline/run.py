@@ -28,7 +28,7 @@ from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
 from slamp_deploy.data import Dataset, Split, check_labels, load_digits, load_npz, split
-from slamp_deploy.errors import DataError, ModelError, SlampError, SlampWarning, UsageError
+from slamp_deploy.errors import DataError, ModelError, SlampWarning, UsageError
 from slamp_deploy.fit.search import caps_blocked, chip_caps, fit_keep, fit_section, has_caps
 from slamp_deploy.measure.activity import dense_weights, measure
 from slamp_deploy.model.graph import SpikingGraph, trace
@@ -458,5 +458,4 @@ def _r(v: float) -> float:
     return float(round(float(v), 6))
 
 
-__all__ = ["DEFAULT_SPARSITY", "Deployed", "PipelineConfig", "PipelineContext", "PipelineResult",
-           "SlampError", "run"]
+__all__ = ["Deployed", "PipelineContext", "PipelineResult", "run"]
