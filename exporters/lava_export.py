@@ -38,6 +38,7 @@ import numpy as np
 from slamp_deploy.errors import ExportError
 
 from . import nir_sim
+from ._atomic import write_atomically
 
 __all__ = [
     "ENV_VAR",
@@ -92,6 +93,11 @@ class LavaResult:
     def reset_substituted(self) -> bool:
         """True when some layer's subtract/none reset ran as Loihi's zero reset."""
         return any(layer.get("reset_substituted") for layer in self.stats.get("layers", []))
+
+
+def _save_npz(path: str, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to the name
+        np.savez(f, **arrays)
 
 
 def _tail(text: str, lines: int = 6) -> str:
@@ -162,9 +168,7 @@ def run_lava(
     in_path = work / "lava_in.npz"
     out_path = work / f"lava_out_{mode}.npz"
     stats_path = work / f"lava_out_{mode}.json"
-    tmp = work / "lava_in.tmp.npz"
-    np.savez(tmp, x=x)
-    tmp.replace(in_path)
+    write_atomically(in_path, lambda tmp: _save_npz(tmp, x=x))
     for stale in (out_path, stats_path):
         stale.unlink(missing_ok=True)
     cmd = [
@@ -210,10 +214,7 @@ def reference_spikes(graph: Any, x: np.ndarray) -> dict[str, np.ndarray]:
 
         graph = nir.read(str(graph))
     out = nir_sim.simulate(graph, x, dtype=np.float64)
-    return {
-        n: out[n].astype(np.uint8) for n, node in graph.nodes.items()
-        if type(node).__name__ in nir_sim.NEURON_TYPES
-    }
+    return {n: out[n].astype(np.uint8) for n in nir_sim.neuron_nodes(graph)}
 
 
 def _accuracy(spikes: np.ndarray, labels: np.ndarray) -> float:
