@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,12 @@ import numpy as np
 
 from slamp_deploy.errors import ExportError
 
-from . import nir_sim
+from . import nir_sim, register_exporter
 from ._atomic import write_atomically
 
 __all__ = [
     "ENV_VAR",
+    "LavaExporter",
     "LavaResult",
     "compare_with_reference",
     "find_lava_python",
@@ -53,6 +55,8 @@ ENV_VAR = "SLAMP_LAVA_PYTHON"
 MODES = ("floating_pt", "fixed_pt")
 RUNNER = Path(__file__).resolve().with_name("lava_runner.py")
 NOT_FOUND = "Lava interpreter not found: run `make lava-env` or set SLAMP_LAVA_PYTHON"
+HOW_TO_ENABLE = ("Lava check skipped: the Lava interpreter was not found; run `make lava-env` "
+                 "or set SLAMP_LAVA_PYTHON to a Python 3.10 with lava-nc 0.10.0")
 # fixed_pt findings worth a warning (fractions of a layer's nonzero weights)
 MAX_CLIPPED_FRACTION = 0.01
 MAX_ZEROED_FRACTION = 0.05
@@ -75,9 +79,10 @@ def find_lava_python() -> Path | None:
     return None
 
 
-@dataclass(frozen=True)
-class LavaResult:
-    """One Lava run: spikes per neuron node [T, N, *shape] (uint8, per-layer delay removed)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LavaResult(Mapping[str, np.ndarray]):
+    """One Lava run: spikes per neuron node [T, N, *shape] (uint8, per-layer delay removed);
+    the result reads as that mapping (what an Exporter's run returns)."""
 
     mode: str
     spikes: dict[str, np.ndarray]
@@ -88,6 +93,15 @@ class LavaResult:
     wall_s: float
     python: Path
     warnings: tuple[str, ...] = field(default=())
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.spikes[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.spikes)
+
+    def __len__(self) -> int:
+        return len(self.spikes)
 
     @property
     def reset_substituted(self) -> bool:
@@ -283,3 +297,29 @@ def compare_with_reference(
             "to zero, so the Lava spikes and accuracy are those of the zero-reset model"
         )
     return result
+
+
+@register_exporter("lava")
+class LavaExporter:
+    """"lava": Loihi 2's simulator run of the NIR file in ``mode`` (floating_pt or fixed_pt),
+    in the Lava interpreter; writes no output file of its own."""
+
+    name = "lava"
+    filename = None
+    runtime = "Loihi 2 simulator (lava-nc 0.10.0)"
+
+    def __init__(self, *, mode: str = "floating_pt", timeout_s: float = 600.0,
+                 clip_percentile: float = 100.0) -> None:
+        self.mode, self.timeout_s, self.clip_percentile = mode, timeout_s, clip_percentile
+
+    def unavailable(self) -> str | None:
+        return None if find_lava_python() is not None else HOW_TO_ENABLE
+
+    def export(self, graph: Any, workdir: Path, *, timesteps: int) -> Path:
+        import nir
+
+        return write_atomically(Path(workdir) / "model.nir", lambda tmp: nir.write(tmp, graph))
+
+    def run(self, path: Path, x: np.ndarray) -> LavaResult:
+        return run_lava(path, x, mode=self.mode, workdir=Path(path).parent / self.mode,
+                        timeout_s=self.timeout_s, clip_percentile=self.clip_percentile)

@@ -29,6 +29,7 @@ from typing import Any
 import nir
 import numpy as np
 import torch
+from slamp_deploy.exporters import nir_sim, register_exporter
 from slamp_deploy.exporters._atomic import write_atomically
 from slamp_deploy.exporters.nir_nodes import pair
 from torch import nn
@@ -216,3 +217,27 @@ def nir_bytes(graph: nir.NIRGraph) -> bytes:
         p = Path(d) / "model.nir"
         nir.write(str(p), graph)
         return p.read_bytes()
+
+
+@register_exporter("nir")
+class NirExporter:
+    """"nir": the NIR file, verified by reading it back into the numpy reference simulator."""
+
+    name = "nir"
+    filename = "model.nir"
+    runtime = nir_sim.RUNTIME
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def export(self, graph: nir.NIRGraph, workdir: Path, *, timesteps: int) -> Path:
+        return write_nir(graph, Path(workdir) / self.filename)
+
+    def run(self, path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
+        return nir_sim.simulate(nir.read(str(path)), x)
+
+    def describe(self, path: Path) -> dict[str, Any]:
+        """The facts the report gives about the written file."""
+        graph = nir.read(str(path))
+        return {"nir_version": nir.version, "dt": float(graph.metadata.get("slamp.dt", DT)),
+                "nodes": len(graph.nodes)}

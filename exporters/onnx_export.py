@@ -33,7 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from slamp_deploy.errors import ExportError
 
-from . import neuron_step, nir_graph, nir_nodes
+from . import neuron_step, nir_graph, nir_nodes, register_exporter
 from ._atomic import write_atomically
 
 __all__ = ["EXPORTER", "OPSET", "OnnxExport", "export_onnx", "run_onnx"]
@@ -283,3 +283,26 @@ def run_onnx(path: str | Path, x: np.ndarray) -> dict[str, np.ndarray]:
     for s, o in pairs.items():
         result[s] = np.stack(rec[o])
     return result
+
+
+@register_exporter("onnx")
+class OnnxExporter:
+    """"onnx": the stateful single-step model, verified by T steps of onnxruntime."""
+
+    name = "onnx"
+    filename = "model.onnx"
+    runtime = "onnxruntime"
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def export(self, graph: Any, workdir: Path, *, timesteps: int) -> Path:
+        return export_onnx(graph, Path(workdir) / self.filename, timesteps=timesteps).path
+
+    def run(self, path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
+        return run_onnx(path, x)
+
+    def describe(self, path: Path) -> dict[str, Any]:
+        """The facts the report gives about the written file."""
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        return {"opset": OPSET, "state_pairs": json.loads(props["slamp.state_pairs"])}

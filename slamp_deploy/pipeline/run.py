@@ -422,12 +422,25 @@ class PipelineContext:
                     section["fit_search_sparsity"] = _r(self.fit_sparsity)
                 self.sections["fit"] = section
         from slamp_deploy.report.sections import add_activity_and_energy
-        from slamp_deploy.verify import export_all
+        from slamp_deploy.verify import (
+            ExportOptions,
+            exporters_for,
+            verification_batch,
+            verify_exports,
+        )
 
         with self.timer.stage("activity_energy"):
             add_activity_and_energy(self)
         with self.timer.stage("export"):
-            self.sections["export"] = export_all(self)
+            batch = verification_batch(self.parts.eval, timesteps=self.timesteps,
+                                       encoding=c.encoding, seed=c.seed, n=c.verify_samples)
+            res = verify_exports(self.graph, batch, timesteps=self.timesteps,
+                                 encoding=c.encoding, readout=c.readout,
+                                 exporters=exporters_for(c.target, c.lava),
+                                 options=ExportOptions(lava_timeout=c.lava_timeout))
+            self.sections["export"] = res.section.to_dict()
+            self.extra_files.update(res.files)
+            self.timer.stages.update(res.timings_s)
 
     def layer_rows(self) -> list[dict[str, Any]]:
         """Per-layer facts for the report."""
