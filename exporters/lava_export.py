@@ -38,7 +38,7 @@ import numpy as np
 
 from slamp_deploy.errors import ExportError
 
-from . import nir_sim, register_exporter
+from . import lava_stages, nir_sim, register_exporter
 from ._atomic import write_atomically
 
 __all__ = [
@@ -104,9 +104,14 @@ class LavaResult(Mapping[str, np.ndarray]):
         return len(self.spikes)
 
     @property
+    def layers(self) -> tuple[lava_stages.LayerStats, ...]:
+        """The per-layer record of the stats file, typed."""
+        return tuple(lava_stages.LayerStats.from_json(d) for d in self.stats.get("layers", []))
+
+    @property
     def reset_substituted(self) -> bool:
         """True when some layer's subtract/none reset ran as Loihi's zero reset."""
-        return any(layer.get("reset_substituted") for layer in self.stats.get("layers", []))
+        return any(layer.reset_substituted for layer in self.layers)
 
 
 def _save_npz(path: str, **arrays: np.ndarray) -> None:
@@ -121,13 +126,12 @@ def _tail(text: str, lines: int = 6) -> str:
 
 def _quant_warnings(stats: dict) -> list[str]:
     out = []
-    for layer in stats.get("layers", []):
-        q = layer.get("quant")
-        if not q:
+    for layer in (lava_stages.LayerStats.from_json(d) for d in stats.get("layers", [])):
+        q = layer.quant
+        if q is None:
             continue
-        name = layer["name"]
-        for part in ("weights", "bias"):
-            s = q.get(part)
+        name = layer.name
+        for part, s in (("weights", q.weights), ("bias", q.bias)):
             if not s:
                 continue
             if s["clipped_fraction"] > MAX_CLIPPED_FRACTION:
@@ -142,11 +146,11 @@ def _quant_warnings(stats: dict) -> list[str]:
                     f"{part} round to 0 in 8 bits (limit {MAX_ZEROED_FRACTION:.0%}): the "
                     "weight range is too wide for one exponent"
                 )
-        if q.get("threshold_clipped"):
+        if q.neuron.get("threshold_clipped"):
             out.append(f"layer {name!r}: threshold exceeds Loihi's 17-bit vth and was clipped")
-        if q.get("a_in_overflow_observed"):
+        if q.a_in_overflow_observed:
             out.append(
-                f"layer {name!r}: synaptic input reached {q['a_in_max_abs_observed']:.0f} in "
+                f"layer {name!r}: synaptic input reached {q.a_in_max_abs_observed:.0f} in "
                 "this run, beyond Loihi's 16-bit a_in (the chip would saturate it)"
             )
     return out

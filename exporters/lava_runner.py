@@ -84,6 +84,7 @@ floating_pt uses float64 (Lava's float models); it agrees spike for spike with
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -220,28 +221,17 @@ class _Net:
     sinks: list[Path] = field(default_factory=list)
     neurons: list[Any] = field(default_factory=list)
     qmats: list[tuple[QuantWeights, QuantWeights | None]] = field(default_factory=list)
+    quant: list[lava_stages.QuantStats] = field(default_factory=list)
+    layers: list[lava_stages.LayerStats] = field(default_factory=list)
 
 
-def _layer_info(st: Stage) -> dict[str, Any]:
-    return {
-        "name": st.name, "kind": st.kind, "delay": st.depth, "n_neurons": st.n_out,
-        "linear_nodes": list(st.linear_nodes), "nnz_per_sample": int(st.matrix.nnz),
-        "reset_mechanism": st.reset_mechanism, "reset_substituted": st.reset_substituted,
-        "threshold_normalized": st.threshold_normalized,
-    }
-
-
-def _fixed_params(net: _Net, st: Stage, info: dict[str, Any]) -> tuple[Any, ...]:
+def _fixed_params(net: _Net, st: Stage) -> tuple[Any, ...]:
     """(weights, du, dv, vth, bias matrix or None, bias Sparse kwargs) in Loihi fixed point."""
     from lava.utils.weightutils import SignMode
 
     graded = any(src is None for src, _ in st.sources) and not net.binary
     w_q, b_q, nparams = lava_stages.quantize_stage(st, net.clip_percentile, 0, graded)
-    quant = {"weights": {**w_q.stats, "weight_exp": w_q.weight_exp,
-                         "sign_mode": w_q.sign_mode}, **nparams}
-    if b_q is not None:
-        quant["bias"] = {**b_q.stats, "weight_exp": b_q.weight_exp, "sign_mode": b_q.sign_mode}
-    info["quant"] = quant
+    net.quant.append(lava_stages.QuantStats.of(w_q, b_q, nparams))
     net.qmats.append((w_q, b_q))
     bias_kw = {} if b_q is None else {
         "weight_exp": b_q.weight_exp, "num_weight_bits": 8,
@@ -256,20 +246,18 @@ def _float_params(st: Stage) -> tuple[Any, ...]:
     return st.matrix, du, 1.0 - st.beta, st.threshold, bias_mat, {}
 
 
-def _neuron_process(st: Stage, shape: tuple[int, ...], du: Any, dv: Any, vth: Any,
-                    info: dict[str, Any]) -> Any:
+def _neuron_process(st: Stage, shape: tuple[int, ...], du: Any, dv: Any, vth: Any
+                    ) -> tuple[Any, str]:
     from lava.proc.lif.process import LIF
 
     if st.refractory:
-        info["lava_process"] = "LIFRefractory(refractory_period=1)"
         return LIFRefractory(shape=shape, du=du, dv=dv, vth=vth, refractory_period=1,
-                             name=f"neu_{st.name}")
-    info["lava_process"] = "LIF"
-    return LIF(shape=shape, du=du, dv=dv, vth=vth, name=f"neu_{st.name}")
+                             name=f"neu_{st.name}"), "LIFRefractory(refractory_period=1)"
+    return LIF(shape=shape, du=du, dv=dv, vth=vth, name=f"neu_{st.name}"), "LIF"
 
 
-def _connect_branches(net: _Net, st: Stage, mat: sp.csr_matrix, neuron: Any,
-                      info: dict[str, Any]) -> None:
+def _connect_branches(net: _Net, st: Stage, mat: sp.csr_matrix, neuron: Any
+                      ) -> list[dict[str, Any]]:
     """One connection process per input branch, all summed into the neurons' a_in; a branch
     from a shallower source waits (DelaySparse) so every branch arrives in the same step."""
     from lava.proc.sparse.process import DelaySparse, Sparse
@@ -277,7 +265,7 @@ def _connect_branches(net: _Net, st: Stage, mat: sp.csr_matrix, neuron: Any,
 
     eye = sp.identity(net.n, format="csr")
     col = 0
-    info["branches"] = []
+    branches = []
     for src, size in st.sources:
         part = sp.csr_matrix(mat[:, col:col + size])
         col += size
@@ -306,7 +294,8 @@ def _connect_branches(net: _Net, st: Stage, mat: sp.csr_matrix, neuron: Any,
             conn = Sparse(weights=weights, name=f"syn_{st.name}_{tag}", **kw)
         (net.source.s_out if src is None else net.outs[src]).connect(conn.s_in)
         conn.a_out.connect(neuron.a_in)
-        info["branches"].append({"source": tag, "wait": wait, "nnz_per_sample": part.nnz})
+        branches.append({"source": tag, "wait": wait, "nnz_per_sample": part.nnz})
+    return branches
 
 
 def _connect_bias(net: _Net, st: Stage, li: int, n_layers: int, bias_mat: sp.csr_matrix,
@@ -326,15 +315,13 @@ def _connect_bias(net: _Net, st: Stage, li: int, n_layers: int, bias_mat: sp.csr
 
 
 def _add_layer(net: _Net, st: Stage, li: int, n_layers: int) -> None:
-    info = _layer_info(st)
     if net.fixed:
-        mat, du, dv, vth, bias_mat, bias_kw = _fixed_params(net, st, info)
+        mat, du, dv, vth, bias_mat, bias_kw = _fixed_params(net, st)
     else:
         mat, du, dv, vth, bias_mat, bias_kw = _float_params(st)
-    info.update(du=du, dv=dv, vth=vth)
     shape = (net.n * st.n_out,)
-    neuron = _neuron_process(st, shape, du, dv, vth, info)
-    _connect_branches(net, st, mat, neuron, info)
+    neuron, process = _neuron_process(st, shape, du, dv, vth)
+    branches = _connect_branches(net, st, mat, neuron)
     if bias_mat is not None:
         _connect_bias(net, st, li, n_layers, bias_mat, bias_kw, neuron)
     sink_path = Path(net.workdir) / f"sink_{li}.npy"
@@ -349,7 +336,13 @@ def _add_layer(net: _Net, st: Stage, li: int, n_layers: int) -> None:
         net.stats["warnings"].append(
             f"layer {st.name!r} uses {st.reset_mechanism} reset; Loihi resets to zero, so "
             "Lava runs it with zero reset")
-    net.stats["layers"].append(info)
+    net.layers.append(lava_stages.LayerStats(
+        name=st.name, kind=st.kind, delay=st.depth, n_neurons=st.n_out,
+        linear_nodes=st.linear_nodes, nnz_per_sample=int(st.matrix.nnz),
+        reset_mechanism=st.reset_mechanism, reset_substituted=st.reset_substituted,
+        threshold_normalized=st.threshold_normalized,
+        quant=net.quant[-1] if net.fixed else None, du=du, dv=dv, vth=vth,
+        lava_process=process, branches=tuple(branches)))
 
 
 def _sources(stages: list[Stage], flat: np.ndarray, steps: int, dtype: Any) -> tuple[Any, Any]:
@@ -437,13 +430,15 @@ def run_lava_network(
     t_build = time.perf_counter()
     _run(net, mode, log)
     spikes = _read_sinks(net, stages, n_steps)
+    layers = net.layers
     if fixed:
         x_in = flat.reshape(n_steps * n, -1)  # quantized graded input, or 0/1 spikes
-        for li, (st, (w_q, b_q)) in enumerate(zip(stages, net.qmats, strict=True)):
-            a_in = lava_stages.observed_a_in(st, w_q, b_q, x_in, spikes, binary, input_shift)
-            q = stats["layers"][li]["quant"]
-            q["a_in_max_abs_observed"] = a_in
-            q["a_in_overflow_observed"] = bool(a_in > lava_stages.A_IN_MAX)
+        layers = [
+            dataclasses.replace(layer, quant=dataclasses.replace(
+                layer.quant, a_in_max_abs_observed=lava_stages.observed_a_in(
+                    st, w_q, b_q, x_in, spikes, binary, input_shift)))
+            for layer, st, (w_q, b_q) in zip(net.layers, stages, net.qmats, strict=True)]
+    stats["layers"] = [layer.to_json() for layer in layers]
     t_end = time.perf_counter()
     stats["lava_steps"] = steps
     stats["timings"] = {"build_s": t_build - t0, "lava_s": t_end - t_build}

@@ -26,8 +26,8 @@ else:  # loaded by path in the Lava interpreter (lava_runner puts this folder on
 
 ExportError = nir_graph.ExportError
 
-__all__ = ["QuantWeights", "Stage", "build_stages", "compose_affine", "observed_a_in",
-           "quantize", "quantize_input", "quantize_stage"]
+__all__ = ["LayerStats", "QuantStats", "QuantWeights", "Stage", "build_stages",
+           "compose_affine", "observed_a_in", "quantize", "quantize_input", "quantize_stage"]
 
 # Loihi 2 word widths, as lava-nc 0.10.0's bit-accurate models declare them
 # (lava/proc/lif/models.py PyLifModelBitAcc: vth precision=17, du/dv precision=12, u/v 24;
@@ -421,3 +421,94 @@ def observed_a_in(st: Stage, w_q: QuantWeights, b_q: QuantWeights | None, x_in: 
     if isinstance(acc, np.ndarray) and acc.size:
         return float(np.abs(acc).max())
     return 0.0
+
+
+# --------------------------------------------------------------------------- run record
+
+
+def _weight_record(q: QuantWeights) -> dict[str, Any]:
+    return {**q.stats, "weight_exp": q.weight_exp, "sign_mode": q.sign_mode}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuantStats:
+    """A layer's fixed-point record: weight (and bias) quantization, the integer neuron
+    parameters (``neuron``: quantize_stage's dict, key order kept) and the a_in observed."""
+
+    weights: dict[str, Any]
+    neuron: dict[str, Any]
+    bias: dict[str, Any] | None = None
+    a_in_max_abs_observed: float | None = None
+
+    @classmethod
+    def of(cls, w_q: QuantWeights, b_q: QuantWeights | None, neuron: dict[str, Any]
+           ) -> QuantStats:
+        return cls(weights=_weight_record(w_q), neuron=dict(neuron),
+                   bias=None if b_q is None else _weight_record(b_q))
+
+    @property
+    def a_in_overflow_observed(self) -> bool | None:
+        a = self.a_in_max_abs_observed
+        return None if a is None else bool(a > A_IN_MAX)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"weights": self.weights, **self.neuron}
+        if self.bias is not None:
+            out["bias"] = self.bias
+        if self.a_in_max_abs_observed is not None:
+            out["a_in_max_abs_observed"] = self.a_in_max_abs_observed
+            out["a_in_overflow_observed"] = self.a_in_overflow_observed
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> QuantStats:
+        rest = ("weights", "bias", "a_in_max_abs_observed", "a_in_overflow_observed")
+        return cls(weights=d["weights"], bias=d.get("bias"),
+                   neuron={k: v for k, v in d.items() if k not in rest},
+                   a_in_max_abs_observed=d.get("a_in_max_abs_observed"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerStats:
+    """One layer of a Lava run as the stats file records it (``layers`` in out.json)."""
+
+    name: str
+    kind: str
+    delay: int
+    n_neurons: int
+    linear_nodes: tuple[str, ...]
+    nnz_per_sample: int
+    reset_mechanism: str
+    reset_substituted: bool
+    threshold_normalized: bool
+    quant: QuantStats | None
+    du: Any
+    dv: Any
+    vth: Any
+    lava_process: str
+    branches: tuple[dict[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name, "kind": self.kind, "delay": self.delay,
+            "n_neurons": self.n_neurons, "linear_nodes": list(self.linear_nodes),
+            "nnz_per_sample": self.nnz_per_sample, "reset_mechanism": self.reset_mechanism,
+            "reset_substituted": self.reset_substituted,
+            "threshold_normalized": self.threshold_normalized,
+        }
+        if self.quant is not None:
+            out["quant"] = self.quant.to_json()
+        out.update(du=self.du, dv=self.dv, vth=self.vth, lava_process=self.lava_process,
+                   branches=[dict(b) for b in self.branches])
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LayerStats:
+        q = d.get("quant")
+        return cls(name=d["name"], kind=d["kind"], delay=d["delay"], n_neurons=d["n_neurons"],
+                   linear_nodes=tuple(d["linear_nodes"]), nnz_per_sample=d["nnz_per_sample"],
+                   reset_mechanism=d["reset_mechanism"], reset_substituted=d["reset_substituted"],
+                   threshold_normalized=d["threshold_normalized"],
+                   quant=None if q is None else QuantStats.from_json(q), du=d["du"], dv=d["dv"],
+                   vth=d["vth"], lava_process=d["lava_process"],
+                   branches=tuple(d.get("branches", ())))

@@ -3,6 +3,7 @@ contract (standard library, numpy, scipy and nir only)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -125,3 +126,21 @@ def test_lava_side_modules_import_without_slamp_deploy_or_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=False)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_lava_layer_stats_round_trip_their_json() -> None:
+    from slamp_deploy.exporters.lava_stages import LayerStats
+
+    layer = {"name": "1", "kind": "LIF", "delay": 1, "n_neurons": 4, "linear_nodes": ["0"],
+             "nnz_per_sample": 7, "reset_mechanism": "zero", "reset_substituted": False,
+             "threshold_normalized": False,
+             "quant": {"weights": {"n_nonzero": 7, "weight_exp": 4, "sign_mode": "MIXED"},
+                       "vth": 6304, "dv": 2048, "du": 4095, "a_in_max_abs_possible": 9.0,
+                       "a_in_overflow_possible": False,
+                       "bias": {"n_nonzero": 4, "weight_exp": 2, "sign_mode": "MIXED"},
+                       "a_in_max_abs_observed": 40000.0, "a_in_overflow_observed": True},
+             "du": 4095, "dv": 2048, "vth": 6304, "lava_process": "LIF",
+             "branches": [{"source": "input", "wait": 0, "nnz_per_sample": 7}]}
+    stats = LayerStats.from_json(layer)
+    assert stats.quant is not None and stats.quant.a_in_overflow_observed
+    assert json.dumps(stats.to_json()) == json.dumps(layer)
