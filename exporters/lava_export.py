@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,12 @@ import numpy as np
 
 from slamp_deploy.errors import ExportError
 
-from . import nir_sim
+from . import lava_stages, nir_sim, register_exporter
+from ._atomic import write_atomically
 
 __all__ = [
     "ENV_VAR",
+    "LavaExporter",
     "LavaResult",
     "compare_with_reference",
     "find_lava_python",
@@ -52,6 +55,8 @@ ENV_VAR = "SLAMP_LAVA_PYTHON"
 MODES = ("floating_pt", "fixed_pt")
 RUNNER = Path(__file__).resolve().with_name("lava_runner.py")
 NOT_FOUND = "Lava interpreter not found: run `make lava-env` or set SLAMP_LAVA_PYTHON"
+HOW_TO_ENABLE = ("Lava check skipped: the Lava interpreter was not found; run `make lava-env` "
+                 "or set SLAMP_LAVA_PYTHON to a Python 3.10 with lava-nc 0.10.0")
 # fixed_pt findings worth a warning (fractions of a layer's nonzero weights)
 MAX_CLIPPED_FRACTION = 0.01
 MAX_ZEROED_FRACTION = 0.05
@@ -74,9 +79,10 @@ def find_lava_python() -> Path | None:
     return None
 
 
-@dataclass(frozen=True)
-class LavaResult:
-    """One Lava run: spikes per neuron node [T, N, *shape] (uint8, per-layer delay removed)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LavaResult(Mapping[str, np.ndarray]):
+    """One Lava run: spikes per neuron node [T, N, *shape] (uint8, per-layer delay removed);
+    the result reads as that mapping (what an Exporter's run returns)."""
 
     mode: str
     spikes: dict[str, np.ndarray]
@@ -88,10 +94,29 @@ class LavaResult:
     python: Path
     warnings: tuple[str, ...] = field(default=())
 
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.spikes[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.spikes)
+
+    def __len__(self) -> int:
+        return len(self.spikes)
+
+    @property
+    def layers(self) -> tuple[lava_stages.LayerStats, ...]:
+        """The per-layer record of the stats file, typed."""
+        return tuple(lava_stages.LayerStats.from_json(d) for d in self.stats.get("layers", []))
+
     @property
     def reset_substituted(self) -> bool:
         """True when some layer's subtract/none reset ran as Loihi's zero reset."""
-        return any(layer.get("reset_substituted") for layer in self.stats.get("layers", []))
+        return any(layer.reset_substituted for layer in self.layers)
+
+
+def _save_npz(path: str, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to the name
+        np.savez(f, **arrays)
 
 
 def _tail(text: str, lines: int = 6) -> str:
@@ -101,13 +126,12 @@ def _tail(text: str, lines: int = 6) -> str:
 
 def _quant_warnings(stats: dict) -> list[str]:
     out = []
-    for layer in stats.get("layers", []):
-        q = layer.get("quant")
-        if not q:
+    for layer in (lava_stages.LayerStats.from_json(d) for d in stats.get("layers", [])):
+        q = layer.quant
+        if q is None:
             continue
-        name = layer["name"]
-        for part in ("weights", "bias"):
-            s = q.get(part)
+        name = layer.name
+        for part, s in (("weights", q.weights), ("bias", q.bias)):
             if not s:
                 continue
             if s["clipped_fraction"] > MAX_CLIPPED_FRACTION:
@@ -122,11 +146,11 @@ def _quant_warnings(stats: dict) -> list[str]:
                     f"{part} round to 0 in 8 bits (limit {MAX_ZEROED_FRACTION:.0%}): the "
                     "weight range is too wide for one exponent"
                 )
-        if q.get("threshold_clipped"):
+        if q.neuron.get("threshold_clipped"):
             out.append(f"layer {name!r}: threshold exceeds Loihi's 17-bit vth and was clipped")
-        if q.get("a_in_overflow_observed"):
+        if q.a_in_overflow_observed:
             out.append(
-                f"layer {name!r}: synaptic input reached {q['a_in_max_abs_observed']:.0f} in "
+                f"layer {name!r}: synaptic input reached {q.a_in_max_abs_observed:.0f} in "
                 "this run, beyond Loihi's 16-bit a_in (the chip would saturate it)"
             )
     return out
@@ -162,9 +186,7 @@ def run_lava(
     in_path = work / "lava_in.npz"
     out_path = work / f"lava_out_{mode}.npz"
     stats_path = work / f"lava_out_{mode}.json"
-    tmp = work / "lava_in.tmp.npz"
-    np.savez(tmp, x=x)
-    tmp.replace(in_path)
+    write_atomically(in_path, lambda tmp: _save_npz(tmp, x=x))
     for stale in (out_path, stats_path):
         stale.unlink(missing_ok=True)
     cmd = [
@@ -210,10 +232,7 @@ def reference_spikes(graph: Any, x: np.ndarray) -> dict[str, np.ndarray]:
 
         graph = nir.read(str(graph))
     out = nir_sim.simulate(graph, x, dtype=np.float64)
-    return {
-        n: out[n].astype(np.uint8) for n, node in graph.nodes.items()
-        if type(node).__name__ in nir_sim.NEURON_TYPES
-    }
+    return {n: out[n].astype(np.uint8) for n in nir_sim.neuron_nodes(graph)}
 
 
 def _accuracy(spikes: np.ndarray, labels: np.ndarray) -> float:
@@ -282,3 +301,29 @@ def compare_with_reference(
             "to zero, so the Lava spikes and accuracy are those of the zero-reset model"
         )
     return result
+
+
+@register_exporter("lava")
+class LavaExporter:
+    """"lava": Loihi 2's simulator run of the NIR file in ``mode`` (floating_pt or fixed_pt),
+    in the Lava interpreter; writes no output file of its own."""
+
+    name = "lava"
+    filename = None
+    runtime = "Loihi 2 simulator (lava-nc 0.10.0)"
+
+    def __init__(self, *, mode: str = "floating_pt", timeout_s: float = 600.0,
+                 clip_percentile: float = 100.0) -> None:
+        self.mode, self.timeout_s, self.clip_percentile = mode, timeout_s, clip_percentile
+
+    def unavailable(self) -> str | None:
+        return None if find_lava_python() is not None else HOW_TO_ENABLE
+
+    def export(self, graph: Any, workdir: Path, *, timesteps: int) -> Path:
+        import nir
+
+        return write_atomically(Path(workdir) / "model.nir", lambda tmp: nir.write(tmp, graph))
+
+    def run(self, path: Path, x: np.ndarray) -> LavaResult:
+        return run_lava(path, x, mode=self.mode, workdir=Path(path).parent / self.mode,
+                        timeout_s=self.timeout_s, clip_percentile=self.clip_percentile)

@@ -1,6 +1,12 @@
 """Export stage of a run: write NIR, ONNX and (for Loihi) a Lava run, and prove each behaves the
 same as the pruned model by running what was written in its real runtime.
 
+Every format is a registered exporter (``slamp_deploy.exporters``), run through one interface:
+export the NIR graph into a folder, run the file on the verification batch, compare its spikes
+(and states) with the pruned torch model. Which exporters run is passed in (``exporters``);
+:func:`verify_exports` takes explicit arguments and returns a frozen :class:`VerifyResult`
+(the typed report section, the output files and the Lava wall times).
+
 * NIR: the file is read back and simulated (numpy reference simulator, float32, snnTorch's
   semantics); the tests also run it through snnTorch's own ``import_from_nir``.
 * ONNX: the stateful single-step graph runs in onnxruntime for T steps; spikes must be
@@ -16,8 +22,10 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import nir
 import numpy as np
@@ -25,29 +33,46 @@ import torch
 
 from slamp_deploy.data import encode
 from slamp_deploy.errors import ExportError, SlampWarning
-from slamp_deploy.exporters import lava_export, nir_export, nir_sim, onnx_export
-from slamp_deploy.model.graph import NEURON_KINDS, Op
+from slamp_deploy.exporters import (
+    Exporter,
+    available_exporters,
+    get_exporter,
+    lava_export,
+    nir_export,
+)
+from slamp_deploy.model.graph import NEURON_KINDS, Op, SpikingGraph
 from slamp_deploy.model.runner import run
 
-if TYPE_CHECKING:
-    from slamp_deploy.pipeline.run import PipelineContext
-
 VERIFY_SAMPLES = 64
-LAVA_TARGETS = ("loihi2", "loihi")
 ONNX_ATOL = 1e-5
+LAVA_MODES = ("floating_pt", "fixed_pt")
 
 
-def verification_batch(ctx: PipelineContext, n: int = VERIFY_SAMPLES
-                       ) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerificationBatch:
+    """Encoded inputs [T, N, *input_shape] (float32) and their labels [N]."""
+
+    x: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportOptions:
+    """Per-exporter options of a run (today Lava's only)."""
+
+    lava_timeout: float = 600.0
+
+
+def verification_batch(eval_data: Any, *, timesteps: int, encoding: str, seed: int,
+                       n: int = VERIFY_SAMPLES) -> VerificationBatch:
     """The first ``n`` evaluation samples, encoded exactly as the pipeline encodes them."""
-    ev = ctx.parts.eval
-    sub = ev.subset(np.arange(min(n, len(ev))))
-    gen = torch.Generator().manual_seed(ctx.cfg.seed)
-    x = encode(sub.x, ctx.timesteps, ctx.cfg.encoding, sequence=sub.sequence, generator=gen)
-    return x.detach().cpu().numpy().astype(np.float32), sub.y.numpy()
+    sub = eval_data.subset(np.arange(min(n, len(eval_data))))
+    gen = torch.Generator().manual_seed(seed)
+    x = encode(sub.x, timesteps, encoding, sequence=sub.sequence, generator=gen)
+    return VerificationBatch(x=x.detach().cpu().numpy().astype(np.float32), labels=sub.y.numpy())
 
 
-def torch_states(ctx: PipelineContext, x: np.ndarray) -> dict[str, np.ndarray]:
+def torch_states(graph: SpikingGraph, x: np.ndarray) -> dict[str, np.ndarray]:
     """Spikes (``name``) and membranes (``name.mem``) of every neuron op, [T, N, *shape]."""
     rec: dict[str, list[np.ndarray]] = {}
 
@@ -57,23 +82,346 @@ def torch_states(ctx: PipelineContext, x: np.ndarray) -> dict[str, np.ndarray]:
             rec.setdefault(f"{op.name}.mem", []).append(
                 op.module.mem.detach().cpu().numpy())  # type: ignore[union-attr]
 
-    ctx.graph.model.eval()
+    graph.model.eval()
     with torch.no_grad():
-        run(ctx.graph, torch.from_numpy(x).to(next(ctx.graph.model.parameters()).device),
+        run(graph, torch.from_numpy(x).to(next(graph.model.parameters()).device),
             observers=(grab,))
     return {k: np.stack(v) for k, v in rec.items()}
 
 
-def compare_spikes(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray],
-                   names: list[str]) -> dict[str, Any]:
+# --------------------------------------------------------------------------- the section
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerAgreement:
+    name: str
+    agreement: float
+    spikes_torch: int
+    spikes_exported: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpikeCheck:
     """Per-layer fraction of identical spike entries, and whether all agree exactly."""
-    layers = {}
+
+    exact: bool
+    layers: tuple[LayerAgreement, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"exact": self.exact, "layers": {
+            la.name: {"agreement": la.agreement, "spikes_torch": la.spikes_torch,
+                      "spikes_exported": la.spikes_exported} for la in self.layers}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SpikeCheck:
+        return cls(exact=d["exact"], layers=tuple(
+            LayerAgreement(name=k, **v) for k, v in d["layers"].items()))
+
+    def same(self) -> str:
+        if self.exact:
+            return "spikes identical to the pruned model"
+        worst = min(la.agreement for la in self.layers)
+        return f"spikes DIFFER from the pruned model (worst layer agreement {worst:.4f})"
+
+
+def compare_spikes(ours: dict[str, np.ndarray], theirs: Mapping[str, np.ndarray],
+                   names: list[str]) -> SpikeCheck:
+    """Per-layer fraction of identical spike entries, and whether all agree exactly."""
+    layers = []
     for name in names:
         a = ours[name]
         b = np.asarray(theirs[name]).reshape(a.shape)
-        layers[name] = {"agreement": float((a == b).mean()),
-                        "spikes_torch": int(a.sum()), "spikes_exported": int(b.sum())}
-    return {"exact": all(v["agreement"] == 1.0 for v in layers.values()), "layers": layers}
+        layers.append(LayerAgreement(name=name, agreement=float((a == b).mean()),
+                                     spikes_torch=int(a.sum()), spikes_exported=int(b.sum())))
+    return SpikeCheck(exact=all(la.agreement == 1.0 for la in layers), layers=tuple(layers))
+
+
+def _md(ok: bool) -> str:
+    return "identical" if ok else "differ"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NirCheck:
+    name: ClassVar[str] = "nir"
+    file: str
+    nir_version: str
+    dt: float
+    nodes: int
+    runtime: str
+    spikes: SpikeCheck
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "nir_version": self.nir_version, "dt": self.dt,
+                "nodes": self.nodes, "runtime": self.runtime, **self.spikes.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NirCheck:
+        return cls(file=d["file"], nir_version=d["nir_version"], dt=d["dt"], nodes=d["nodes"],
+                   runtime=d["runtime"], spikes=SpikeCheck.from_dict(d))
+
+    def summary(self, samples: int) -> str:
+        return f"NIR   {self.file}: {self.spikes.same()} on {samples} samples"
+
+    def rows(self) -> list[str]:
+        return [f"| NIR ({self.file}, nir {self.nir_version}) | {self.runtime} | "
+                f"{_md(self.spikes.exact)} | dt = {self.dt} |"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OnnxCheck:
+    name: ClassVar[str] = "onnx"
+    file: str
+    opset: int
+    state_pairs: dict[str, str]
+    runtime: str
+    spikes: SpikeCheck
+    max_abs_state_error: float
+    states_within_tolerance: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "opset": self.opset, "state_pairs": self.state_pairs,
+                "runtime": self.runtime, **self.spikes.to_dict(),
+                "max_abs_state_error": self.max_abs_state_error,
+                "states_within_tolerance": self.states_within_tolerance}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OnnxCheck:
+        return cls(file=d["file"], opset=d["opset"], state_pairs=dict(d["state_pairs"]),
+                   runtime=d["runtime"], spikes=SpikeCheck.from_dict(d),
+                   max_abs_state_error=d["max_abs_state_error"],
+                   states_within_tolerance=d["states_within_tolerance"])
+
+    def summary(self, samples: int) -> str:
+        return (f"ONNX  {self.file}: {self.spikes.same()}, states within "
+                f"{self.max_abs_state_error:.1e} ({self.runtime})")
+
+    def rows(self) -> list[str]:
+        return [f"| ONNX ({self.file}, opset {self.opset}) | {self.runtime} | "
+                f"{_md(self.spikes.exact)} | max state error {self.max_abs_state_error:.1e} |"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LavaModeCheck:
+    """One Lava mode: ``compare_with_reference``'s record, or the error that stopped it."""
+
+    mode: str
+    error: str | None = None
+    comparison: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    layers_lava: tuple[dict[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"error": self.error}
+        return {**self.comparison, "warnings": list(self.warnings),
+                "layers_lava": list(self.layers_lava)}
+
+    @classmethod
+    def from_dict(cls, mode: str, d: Mapping[str, Any]) -> LavaModeCheck:
+        if "error" in d:
+            return cls(mode=mode, error=d["error"])
+        rest = {k: v for k, v in d.items() if k not in ("warnings", "layers_lava")}
+        return cls(mode=mode, comparison=rest, warnings=tuple(d["warnings"]),
+                   layers_lava=tuple(d["layers_lava"]))
+
+    def row(self, accuracy_torch: float) -> str:
+        if self.error is not None:
+            return f"| Lava {self.mode} | Loihi 2 simulator | error | {self.error} |"
+        e = self.comparison
+        note = (f"accuracy {e['accuracy_lava']:.4f} (float model "
+                f"{accuracy_torch:.4f})" if self.mode == "fixed_pt" else
+                "after removing Lava's one-step delay per layer")
+        if e.get("warning"):
+            note += f"; {e['warning']}"
+        agree = "identical" if e["exact_match"] else f"{e['spike_agreement']:.4f}"
+        return f"| Lava {self.mode} | Loihi 2 simulator (lava-nc 0.10.0) | {agree} | {note} |"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LavaCheck:
+    name: ClassVar[str] = "lava"
+    available: bool
+    how_to_enable: str | None = None
+    samples: int = 0
+    modes: tuple[LavaModeCheck, ...] = ()
+    accuracy_torch: float = 0.0
+
+    def _summary(self) -> str:
+        if not self.available:
+            return f"Lava  {self.how_to_enable}"
+        by = {m.mode: m for m in self.modes}
+        fl = by["floating_pt"].comparison if "floating_pt" in by else {}
+        fx = by["fixed_pt"].comparison if "fixed_pt" in by else {}
+        parts = []
+        if "spike_agreement" in fl:
+            parts.append("floating_pt " + ("identical spikes" if fl["exact_match"]
+                                           else f"spike agreement {fl['spike_agreement']:.4f}"))
+        if "spike_agreement" in fx:
+            parts.append(f"fixed_pt spike agreement {fx['spike_agreement']:.4f}, accuracy "
+                         f"{fx['accuracy_lava']:.4f} vs float {self.accuracy_torch:.4f}")
+        errors = [f"{m.mode}: {m.error}" for m in self.modes if m.error is not None]
+        if errors:
+            parts.append("; ".join(errors))
+        if fl.get("reset_substituted"):
+            parts.append("zero reset stands in for subtract reset (accuracy is the zero-reset "
+                         "model's)")
+        return f"Lava  ({self.samples} samples, Loihi 2 simulator): " + "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.available:
+            return {"available": False, "how_to_enable": self.how_to_enable,
+                    "summary": self._summary()}
+        return {"available": True, "samples": self.samples,
+                **{m.mode: m.to_dict() for m in self.modes},
+                "accuracy_torch": self.accuracy_torch, "summary": self._summary()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LavaCheck:
+        if not d["available"]:
+            return cls(available=False, how_to_enable=d["how_to_enable"])
+        return cls(available=True, samples=d["samples"], accuracy_torch=d["accuracy_torch"],
+                   modes=tuple(LavaModeCheck.from_dict(m, d[m]) for m in LAVA_MODES if m in d))
+
+    def summary(self, samples: int) -> str:
+        return self._summary()
+
+    def rows(self) -> list[str]:
+        if not self.available:
+            return [f"| Lava | not run | - | {self.how_to_enable} |"]
+        return [m.row(self.accuracy_torch) for m in self.modes]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileCheck:
+    """The check of any other registered exporter: its file, its runtime and facts (its
+    ``describe``, when it has one) and the spike comparison; ``name`` is the exporter's."""
+
+    name: str
+    file: str | None
+    runtime: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    spikes: SpikeCheck | None = None
+    how_to_enable: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.spikes is None:
+            return {"available": False, "how_to_enable": self.how_to_enable}
+        return {"file": self.file, **self.facts, "runtime": self.runtime,
+                **self.spikes.to_dict()}
+
+    @classmethod
+    def from_dict(cls, name: str, d: Mapping[str, Any]) -> FileCheck:
+        if d.get("available") is False:
+            return cls(name=name, file=None, runtime="", how_to_enable=d["how_to_enable"])
+        facts = {k: v for k, v in d.items() if k not in ("file", "runtime", "exact", "layers")}
+        return cls(name=name, file=d["file"], runtime=d["runtime"], facts=facts,
+                   spikes=SpikeCheck.from_dict(d))
+
+    def summary(self, samples: int) -> str:
+        if self.spikes is None:
+            return f"{self.name}: not run: {self.how_to_enable}"
+        return f"{self.name}  {self.file}: {self.spikes.same()} on {samples} samples"
+
+    def rows(self) -> list[str]:
+        if self.spikes is None:
+            return [f"| {self.name} | not run | - | {self.how_to_enable} |"]
+        return [f"| {self.name} ({self.file}) | {self.runtime} | {_md(self.spikes.exact)} | |"]
+
+
+Check = NirCheck | OnnxCheck | LavaCheck | FileCheck
+# report section key -> its check type (from_dict); other keys are FileCheck's
+CHECK_TYPES: dict[str, Any] = {"nir": NirCheck, "onnx": OnnxCheck, "lava": LavaCheck}
+_SECTION_KEYS = ("verified_samples", "summary", "markdown")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportSection:
+    """The report's export section: one check per exporter, in the order they ran."""
+
+    verified_samples: int
+    checks: tuple[Check, ...]
+
+    @property
+    def summary(self) -> str:
+        return "\n".join(c.summary(self.verified_samples) for c in self.checks)
+
+    @property
+    def markdown(self) -> str:
+        lines = ["## Export and equivalence", "",
+                 f"Checked on the first {self.verified_samples} evaluation samples.", "",
+                 "| format | runtime | spikes vs pruned model | note |", "|---|---|---|---|"]
+        for c in self.checks:
+            lines.extend(c.rows())
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verified_samples": self.verified_samples,
+                **{c.name: c.to_dict() for c in self.checks},
+                "summary": self.summary, "markdown": self.markdown}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ExportSection:
+        checks = tuple(CHECK_TYPES[k].from_dict(v) if k in CHECK_TYPES
+                       else FileCheck.from_dict(k, v)
+                       for k, v in d.items() if k not in _SECTION_KEYS)
+        return cls(verified_samples=d["verified_samples"], checks=checks)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyResult:
+    """What verify_exports produced: the section, the output files by name (bytes) and the wall
+    times for the report's ``timings_s`` (kept out of the section so it stays reproducible)."""
+
+    section: ExportSection
+    files: Mapping[str, bytes]
+    timings_s: Mapping[str, float]
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+@dataclass(slots=True)
+class _Run:
+    """One verification: the batch, the torch model's states and what the exporters wrote."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    ours: dict[str, np.ndarray]
+    names: list[str]
+    timesteps: int
+    readout: str
+    options: ExportOptions
+    work: Path
+    graph: Any  # the NIR graph as exported; replaced by the one read back from model.nir
+    files: dict[str, bytes] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def write(self, ex: Exporter, workdir: Path | None = None) -> Path:
+        path = ex.export(self.graph, workdir or self.work, timesteps=self.timesteps)
+        if ex.filename is not None:
+            self.files[ex.filename] = path.read_bytes()
+        return path
+
+
+def _check_nir(r: _Run) -> NirCheck:
+    ex = get_exporter("nir")
+    path = r.write(ex)
+    r.graph = nir.read(str(path))  # the other formats start from the file as written
+    facts = ex.describe(path)  # type: ignore[attr-defined]
+    return NirCheck(file=ex.filename or path.name, runtime=ex.runtime,  # type: ignore[attr-defined]
+                    spikes=compare_spikes(r.ours, ex.run(path, r.x), r.names), **facts)
+
+
+def _check_onnx(r: _Run) -> OnnxCheck:
+    ex = get_exporter("onnx")
+    path = r.write(ex)
+    out = ex.run(path, r.x)
+    mem_err = max(float(np.abs(out[f"{n}.mem"].reshape(r.ours[f"{n}.mem"].shape)
+                               - r.ours[f"{n}.mem"]).max()) for n in r.names)
+    return OnnxCheck(file=ex.filename or path.name, runtime=ex.runtime,  # type: ignore[attr-defined]
+                     spikes=compare_spikes(r.ours, out, r.names), max_abs_state_error=mem_err,
+                     states_within_tolerance=mem_err <= ONNX_ATOL,
+                     **ex.describe(path))  # type: ignore[attr-defined]
 
 
 def _accuracy(spikes: np.ndarray, labels: np.ndarray) -> float:
@@ -81,131 +429,84 @@ def _accuracy(spikes: np.ndarray, labels: np.ndarray) -> float:
     return float((counts.argmax(1) == labels).mean())
 
 
-def export_all(ctx: PipelineContext) -> dict[str, Any]:
-    """Write model.nir and model.onnx into the outputs, verify them, run Lava for Loihi."""
-    c = ctx.cfg
-    graph = nir_export.to_nir(ctx.graph, timesteps=ctx.timesteps, encoding=c.encoding,
-                              readout=c.readout)
-    x, labels = verification_batch(ctx, c.verify_samples)
-    ours = torch_states(ctx, x)
-    names = [op.name for op in ctx.graph.neuron_ops]
-    section: dict[str, Any] = {"verified_samples": int(x.shape[1])}
-    summary = []
-    with tempfile.TemporaryDirectory() as d:
-        nir_path = Path(d) / "model.nir"
-        nir_export.write_nir(graph, nir_path)
-        ctx.extra_files["model.nir"] = nir_path.read_bytes()
-        back = nir.read(str(nir_path))
-        sim = nir_sim.simulate(back, x)
-        check = compare_spikes(ours, sim, names)
-        section["nir"] = {"file": "model.nir", "nir_version": nir.version, "dt": nir_export.DT,
-                          "nodes": len(graph.nodes),
-                          "runtime": "slamp_deploy.exporters.nir_sim (numpy, float32)", **check}
-        summary.append(f"NIR   model.nir: {_same(check)} on {x.shape[1]} samples")
-
-        onnx_path = Path(d) / "model.onnx"
-        exp = onnx_export.export_onnx(back, onnx_path, timesteps=ctx.timesteps)
-        ctx.extra_files["model.onnx"] = onnx_path.read_bytes()
-        ort = onnx_export.run_onnx(onnx_path, x)
-        check = compare_spikes(ours, ort, names)
-        mem_err = max(float(np.abs(ort[f"{n}.mem"].reshape(ours[f"{n}.mem"].shape)
-                                   - ours[f"{n}.mem"]).max()) for n in names)
-        check["max_abs_state_error"] = mem_err
-        check["states_within_tolerance"] = mem_err <= ONNX_ATOL
-        section["onnx"] = {"file": "model.onnx", "opset": exp.opset,
-                           "state_pairs": exp.state_pairs, "runtime": "onnxruntime", **check}
-        summary.append(f"ONNX  model.onnx: {_same(check)}, states within "
-                       f"{mem_err:.1e} (onnxruntime)")
-
-        if c.target in LAVA_TARGETS and c.lava:
-            section["lava"] = _lava(ctx, nir_path, back, x, labels, Path(d), ours)
-            summary.append(section["lava"]["summary"])
-    section["summary"] = "\n".join(summary)
-    section["markdown"] = export_markdown(section)
-    return section
+def _lava_mode(r: _Run, mode: str, path: Path, ref: dict[str, np.ndarray]) -> LavaModeCheck:
+    ex = get_exporter("lava", mode=mode, timeout_s=r.options.lava_timeout)
+    try:
+        res = ex.run(path, r.x)
+    except ExportError as e:
+        warnings.warn(f"Lava {mode}: {e}", SlampWarning, stacklevel=3)
+        return LavaModeCheck(mode=mode, error=str(e))
+    assert isinstance(res, lava_export.LavaResult)
+    cmp = lava_export.compare_with_reference(res.spikes, ref, r.labels, r.readout,
+                                             order=res.order, stats=res.stats)
+    # wall-clock times go to the report's timings_s, so every other number is reproducible
+    r.timings[f"lava_{mode}"] = round(res.wall_s, 3)
+    for w in res.warnings:
+        warnings.warn(f"Lava {mode}: {w}", SlampWarning, stacklevel=3)
+    return LavaModeCheck(mode=mode, comparison=cmp, warnings=tuple(res.warnings),
+                         layers_lava=tuple(res.stats.get("layers", [])))
 
 
-def _same(check: dict[str, Any]) -> str:
-    if check["exact"]:
-        return "spikes identical to the pruned model"
-    worst = min(v["agreement"] for v in check["layers"].values())
-    return f"spikes DIFFER from the pruned model (worst layer agreement {worst:.4f})"
-
-
-def _lava(ctx: PipelineContext, nir_path: Path, graph: Any, x: np.ndarray,
-          labels: np.ndarray, work: Path, ours: dict[str, np.ndarray]) -> dict[str, Any]:
+def _check_lava(r: _Run) -> LavaCheck:
     """Lava floating_pt and fixed_pt on the verification samples, or how to enable it."""
-    if lava_export.find_lava_python() is None:
-        msg = ("Lava check skipped: the Lava interpreter was not found; run `make lava-env` "
-               "or set SLAMP_LAVA_PYTHON to a Python 3.10 with lava-nc 0.10.0")
-        warnings.warn(msg, SlampWarning, stacklevel=2)
-        return {"available": False, "how_to_enable": msg, "summary": f"Lava  {msg}"}
-    ref = lava_export.reference_spikes(graph, x)
-    out: dict[str, Any] = {"available": True, "samples": int(x.shape[1])}
-    torch_acc = _accuracy(ours[ctx.graph.neuron_ops[-1].name], labels)
-    for mode in ("floating_pt", "fixed_pt"):
-        try:
-            res = lava_export.run_lava(nir_path, x, mode=mode, workdir=work / mode,
-                                       timeout_s=ctx.cfg.lava_timeout)
-        except ExportError as e:
-            out[mode] = {"error": str(e)}
-            warnings.warn(f"Lava {mode}: {e}", SlampWarning, stacklevel=2)
-            continue
-        cmp = lava_export.compare_with_reference(res.spikes, ref, labels, ctx.cfg.readout,
-                                                 order=res.order, stats=res.stats)
-        # wall-clock times go to the report's timings_s, so every other number is reproducible
-        ctx.timer.stages[f"lava_{mode}"] = round(res.wall_s, 3)
-        entry = {**cmp, "warnings": list(res.warnings),
-                 "layers_lava": res.stats.get("layers", [])}
-        for w in res.warnings:
-            warnings.warn(f"Lava {mode}: {w}", SlampWarning, stacklevel=2)
-        out[mode] = entry
-    out["accuracy_torch"] = torch_acc
-    fl, fx = out.get("floating_pt", {}), out.get("fixed_pt", {})
-    parts = []
-    if "spike_agreement" in fl:
-        parts.append("floating_pt " + ("identical spikes" if fl["exact_match"]
-                                       else f"spike agreement {fl['spike_agreement']:.4f}"))
-    if "spike_agreement" in fx:
-        parts.append(f"fixed_pt spike agreement {fx['spike_agreement']:.4f}, accuracy "
-                     f"{fx['accuracy_lava']:.4f} vs float {torch_acc:.4f}")
-    errors = [f"{m}: {out[m]['error']}" for m in ("floating_pt", "fixed_pt") if "error" in out[m]]
-    if errors:
-        parts.append("; ".join(errors))
-    if fl.get("reset_substituted"):
-        parts.append("zero reset stands in for subtract reset (accuracy is the zero-reset "
-                     "model's)")
-    out["summary"] = f"Lava  ({x.shape[1]} samples, Loihi 2 simulator): " + "; ".join(parts)
-    return out
+    ex = get_exporter("lava", timeout_s=r.options.lava_timeout)
+    msg = ex.unavailable()
+    if msg is not None:
+        warnings.warn(msg, SlampWarning, stacklevel=3)
+        return LavaCheck(available=False, how_to_enable=msg)
+    path = r.write(ex, r.work / "lava")
+    ref = lava_export.reference_spikes(r.graph, r.x)
+    torch_acc = _accuracy(r.ours[r.names[-1]], r.labels)
+    modes = tuple(_lava_mode(r, mode, path, ref) for mode in LAVA_MODES)
+    return LavaCheck(available=True, samples=int(r.x.shape[1]), modes=modes,
+                     accuracy_torch=torch_acc)
 
 
-def export_markdown(section: dict[str, Any]) -> str:
-    lines = ["## Export and equivalence", "",
-             f"Checked on the first {section['verified_samples']} evaluation samples.", "",
-             "| format | runtime | spikes vs pruned model | note |", "|---|---|---|---|"]
-    n, o = section["nir"], section["onnx"]
-    lines.append(f"| NIR ({n['file']}, nir {n['nir_version']}) | {n['runtime']} | "
-                 f"{'identical' if n['exact'] else 'differ'} | dt = {n['dt']} |")
-    lines.append(f"| ONNX ({o['file']}, opset {o['opset']}) | {o['runtime']} | "
-                 f"{'identical' if o['exact'] else 'differ'} | max state error "
-                 f"{o['max_abs_state_error']:.1e} |")
-    lava = section.get("lava")
-    if lava is not None:
-        if not lava.get("available"):
-            lines.append(f"| Lava | not run | - | {lava['how_to_enable']} |")
-        for mode in ("floating_pt", "fixed_pt"):
-            e = lava.get(mode)
-            if not e:
-                continue
-            if "error" in e:
-                lines.append(f"| Lava {mode} | Loihi 2 simulator | error | {e['error']} |")
-                continue
-            note = (f"accuracy {e['accuracy_lava']:.4f} (float model "
-                    f"{lava['accuracy_torch']:.4f})" if mode == "fixed_pt" else
-                    "after removing Lava's one-step delay per layer")
-            if e.get("warning"):
-                note += f"; {e['warning']}"
-            agree = "identical" if e["exact_match"] else f"{e['spike_agreement']:.4f}"
-            lines.append(f"| Lava {mode} | Loihi 2 simulator (lava-nc 0.10.0) | {agree} | "
-                         f"{note} |")
-    return "\n".join(lines)
+def _check_file(r: _Run, name: str) -> FileCheck:
+    """Any other registered exporter: export, run, compare its spikes with the pruned model."""
+    ex = get_exporter(name)
+    msg = ex.unavailable()
+    runtime = getattr(ex, "runtime", name)
+    if msg is not None:
+        warnings.warn(msg, SlampWarning, stacklevel=3)
+        return FileCheck(name=name, file=ex.filename, runtime=runtime, how_to_enable=msg)
+    path = r.write(ex, r.work / name)
+    describe = getattr(ex, "describe", None)
+    return FileCheck(name=name, file=ex.filename or path.name, runtime=runtime,
+                     facts=dict(describe(path)) if describe else {},
+                     spikes=compare_spikes(r.ours, ex.run(path, r.x), r.names))
+
+
+# exporter name -> how its output is verified when it needs more than _check_file's spike
+# comparison; "nir" runs first, the others export the graph read back from its file
+_CHECKS: dict[str, Callable[[_Run], Check]] = {
+    "nir": _check_nir, "onnx": _check_onnx, "lava": _check_lava}
+
+
+def verify_exports(graph: SpikingGraph, batch: VerificationBatch, *, timesteps: int,
+                   encoding: str, readout: str, exporters: tuple[str, ...] = ("nir", "onnx"),
+                   options: ExportOptions = ExportOptions(),
+                   workdir: Path | None = None) -> VerifyResult:
+    """Export ``graph`` with each of ``exporters`` (in order; "nir" must be first) and check
+    every export against the pruned model on ``batch``.
+
+    ``workdir`` holds the exchange files (default: a temporary folder, removed afterwards).
+    Raises ExportError for a graph an exporter cannot write, or an unknown exporter name.
+    """
+    if not exporters or exporters[0] != "nir":
+        raise ExportError(f"exporters {exporters!r}: the NIR export must come first, the other "
+                          "formats are made from its file")
+    known = available_exporters()
+    unknown = [n for n in exporters if n not in known]
+    if unknown:
+        raise ExportError(f"exporter {unknown[0]!r} is unknown; known exporters: "
+                          f"{', '.join(known)}")
+    nir_graph = nir_export.to_nir(graph, timesteps=timesteps, encoding=encoding, readout=readout)
+    with tempfile.TemporaryDirectory() as d:
+        r = _Run(x=batch.x, labels=batch.labels, ours=torch_states(graph, batch.x),
+                 names=[op.name for op in graph.neuron_ops], timesteps=timesteps,
+                 readout=readout, options=options, work=Path(workdir or d), graph=nir_graph)
+        checks = tuple(_CHECKS[name](r) if name in _CHECKS else _check_file(r, name)
+                       for name in exporters)
+    section = ExportSection(verified_samples=int(batch.x.shape[1]), checks=checks)
+    return VerifyResult(section=section, files=dict(r.files), timings_s=dict(r.timings))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import snntorch as snn
 import torch
-from slamp_deploy.exporters import lava_export, lava_runner, nir_sim
+from slamp_deploy.exporters import lava_export, lava_stages, nir_nodes
 from torch import nn
 
 from slamp_deploy.errors import ExportError
@@ -81,11 +81,11 @@ def test_missing_interpreter_gives_the_documented_error(monkeypatch, tmp_path: P
 
 def test_compose_affine_unrolls_conv_pool_flatten_exactly() -> None:
     graph = chain_to_nir(_conv_net(), (1, 8, 8), T)
-    stages, ignored = lava_runner.build_stages(graph)
+    stages, ignored = lava_stages.build_stages(graph)
     assert [s.name for s in stages] == ["1", "3", "7"] and ignored == []
     assert stages[2].linear_nodes == ("4", "5", "6")
     x = np.random.default_rng(0).normal(size=(5, 1, 8, 8))
-    ref = nir_sim.apply_node("0", graph.nodes["0"], x).reshape(5, -1)
+    ref = nir_nodes.apply_node("0", graph.nodes["0"], x).reshape(5, -1)
     st = stages[0]
     np.testing.assert_array_equal(st.matrix.nnz, np.count_nonzero(graph.nodes["0"].weight) * 64
                                   - _border_taps(graph.nodes["0"].weight))
@@ -94,7 +94,7 @@ def test_compose_affine_unrolls_conv_pool_flatten_exactly() -> None:
     spikes = (np.random.default_rng(1).random((5, 6, 4, 4)) < 0.5).astype(np.float64)
     h = spikes
     for n in stages[2].linear_nodes:
-        h = nir_sim.apply_node(n, graph.nodes[n], h)
+        h = nir_nodes.apply_node(n, graph.nodes[n], h)
     np.testing.assert_allclose(spikes.reshape(5, -1) @ stages[2].matrix.T.toarray()
                                + stages[2].bias, h, rtol=1e-12, atol=1e-12)
 
@@ -121,17 +121,17 @@ def test_unsupported_layers_are_named() -> None:
     graph.nodes["3"] = nir.LIF(tau=tau, r=node.r, v_leak=node.v_leak,
                                v_threshold=node.v_threshold, v_reset=node.v_reset)
     with pytest.raises(ExportError, match=r"'3'.*one voltage decay \(beta\) per layer"):
-        lava_runner.build_stages(graph)
+        lava_stages.build_stages(graph)
 
 
 def test_quantization_records_clipping_and_error() -> None:
     graph = chain_to_nir(_linear_net(), (20,), T)
-    st = lava_runner.build_stages(graph)[0][0]
-    wq, bq, neu = lava_runner.quantize_stage(st, clip_percentile=90.0)
+    st = lava_stages.build_stages(graph)[0][0]
+    wq, bq, neu = lava_stages.quantize_stage(st, clip_percentile=90.0)
     assert 0.05 < wq.stats["clipped_fraction"] < 0.15
     assert wq.sign_mode == "MIXED" and np.all(wq.matrix.data % 2 == 0)
     assert wq.matrix.data.max() <= 254 and wq.matrix.data.min() >= -256
-    wq, bq, neu = lava_runner.quantize_stage(st)
+    wq, bq, neu = lava_stages.quantize_stage(st)
     assert wq.stats["clipped_fraction"] == 0.0 and wq.stats["rel_rms_error"] < 0.01
     assert bq is not None and bq.stats["n_nonzero"] == 32
     assert neu["dv"] == round(0.2 * 4096) and neu["du"] == 4095
@@ -216,7 +216,7 @@ def test_subtract_reset_runs_as_zero_reset_with_a_flag(tmp_path: Path) -> None:
     assert cmp["reset_substituted"] and "Loihi resets to zero" in cmp["warning"]
     zero = chain_to_nir(mods, (20,), T)
     for node in zero.nodes.values():
-        if type(node).__name__ in nir_sim.NEURON_TYPES:
+        if nir_nodes.is_neuron(node):
             node.metadata["slamp.reset_mechanism"] = "zero"
     zero_ref = lava_export.reference_spikes(zero, x)
     assert lava_export.compare_with_reference(res.spikes, zero_ref)["exact_match"]

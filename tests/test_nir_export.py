@@ -10,11 +10,12 @@ import snntorch as snn
 import torch
 from slamp_deploy.examples.digits import build_model, weights_path
 from slamp_deploy.exporters import nir_sim
-from slamp_deploy.exporters.nir_export import DT, _order, from_nir, to_nir, write_nir
+from slamp_deploy.exporters.nir_export import DT, to_nir, write_nir
 from torch import nn
 
 from slamp_deploy.errors import ExportError, ModelError
 from slamp_deploy.model.graph import NEURON_KINDS, reset_state, trace
+from slamp_deploy.model.nir_import import from_nir, nir_order
 from slamp_deploy.model.runner import run
 from slamp_deploy.prune.masks import apply_masks, magnitude_mask
 
@@ -185,6 +186,6 @@ def test_unsupported_node_and_cycle_are_named(tmp_path):
                                  "b": nir.Linear(w), "output": nir.Output(np.array([3]))},
                           edges=[("input", "a"), ("a", "b"), ("b", "a")], type_check=False)
     with pytest.raises(ModelError, match=r"g\.nir: node '[ab]' is part of a cycle"):
-        _order(cyclic, "g.nir")
+        nir_order(cyclic, "g.nir")
     with pytest.raises(ModelError, match="NIR file not found"):
         from_nir(tmp_path / "nope.nir")

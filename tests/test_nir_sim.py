@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import snntorch as snn
 import torch
-from slamp_deploy.exporters import nir_sim
+from slamp_deploy.exporters import nir_nodes, nir_sim
 from torch import nn
 
 from slamp_deploy.errors import ExportError
@@ -152,9 +152,9 @@ def test_grouped_strided_conv2d_matches_torch(groups: int) -> None:
                       bias=conv.bias.detach().numpy())
     x = np.random.default_rng(5).normal(size=(3, 4, 7, 9)).astype(np.float32)
     ref = conv(torch.from_numpy(x)).detach().numpy()
-    np.testing.assert_allclose(nir_sim.apply_node("c", node, x), ref, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(nir_nodes.apply_node("c", node, x), ref, atol=1e-5, rtol=1e-5)
     same = nn.Conv2d(4, 6, 4, padding="same")
     node = nir.Conv2d(input_shape=(7, 9), weight=same.weight.detach().numpy(), stride=1,
                       padding="same", dilation=1, groups=1, bias=same.bias.detach().numpy())
-    np.testing.assert_allclose(nir_sim.apply_node("c", node, x),
+    np.testing.assert_allclose(nir_nodes.apply_node("c", node, x),
                                same(torch.from_numpy(x)).detach().numpy(), atol=1e-5, rtol=1e-5)

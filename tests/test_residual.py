@@ -14,11 +14,12 @@ import snntorch as snn
 import torch
 from slamp_deploy.examples import cifar_resnet
 from slamp_deploy.exporters import nir_sim, onnx_export
-from slamp_deploy.exporters.nir_export import DT, NIRNetwork, from_nir, to_nir, write_nir
+from slamp_deploy.exporters.nir_export import DT, to_nir, write_nir
 from torch import nn
 
 from slamp_deploy.cli import main
 from slamp_deploy.model.graph import reset_state, trace
+from slamp_deploy.model.nir_import import NIRNetwork, from_nir
 from slamp_deploy.model.runner import run
 from slamp_deploy.prune.masks import apply_masks, magnitude_mask
 
@@ -158,11 +159,11 @@ class SpikeSum(nn.Module):
 
 
 def test_lava_stages_give_each_join_one_branch_per_edge_with_its_depth():
-    from slamp_deploy.exporters import lava_runner
+    from slamp_deploy.exporters import lava_stages
 
     g = pruned_resnet()
     graph = to_nir(g, timesteps=8, encoding="direct", readout="spikes")
-    stages, ignored = lava_runner.build_stages(graph)
+    stages, ignored = lava_stages.build_stages(graph)
     by = {st.name: st for st in stages}
     assert ignored == [] and by["stem.2"].depth == 1 and by["layers.0.lif2"].depth == 3
     assert [src for src, _ in by["layers.0.lif2"].sources] == ["layers.0.lif1", "stem.2"]
@@ -176,7 +177,7 @@ def test_lava_stages_give_each_join_one_branch_per_edge_with_its_depth():
     net = SpikeSum()
     with pytest.raises(Exception, match="NIR node 'fc3' has 2 inputs; the Lava backend joins "
                                         "branches only at neuron nodes"):
-        lava_runner.build_stages(to_nir(trace(net, (6,)), timesteps=4, encoding="direct",
+        lava_stages.build_stages(to_nir(trace(net, (6,)), timesteps=4, encoding="direct",
                                         readout="spikes"))
 
 

@@ -40,7 +40,7 @@ def load_model(spec: str | None, weights: str | None, *, device: str = "cpu") ->
         weights = weights or str(weights_path())
         spec = BUILTIN
     elif spec.endswith(".nir"):
-        from slamp_deploy.exporters.nir_export import from_nir
+        from slamp_deploy.model.nir_import import from_nir
 
         if weights is not None:
             raise ModelError(f"--weights {weights}: a NIR file carries its own weights; drop "

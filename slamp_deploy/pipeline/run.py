@@ -14,7 +14,7 @@ import math
 import platform
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from slamp_deploy import __version__, distributed
+from slamp_deploy.chips.family import family_of
 from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
@@ -62,6 +63,7 @@ from slamp_deploy.report.model import (
     energy_section,
     target_profiles,
 )
+from slamp_deploy.verify import ExportOptions, ExportSection, verification_batch, verify_exports
 
 #: progress(description, total) -> context manager yielding advance(n)
 ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
@@ -205,7 +207,7 @@ class Deployed:
     fit: FitSection | None = None
     activity: ActivitySection | None = None
     energy: EnergySection | None = None
-    export: Mapping[str, Any] | None = None  # verify.export_all's section, still a mapping
+    export: ExportSection | None = None
 
 
 @dataclass
@@ -345,7 +347,6 @@ class PipelineContext:
         """After retraining: check the fit, measure activity and energy, export NIR and prove
         the export behaves the same."""
         fit = self._check_fit()
-        from slamp_deploy.verify import export_all
 
         with self.timer.stage("activity_energy"):
             activity = self._measure_activity()
@@ -353,8 +354,22 @@ class PipelineContext:
                                     target_profiles(self.profile),
                                     chips_used=None if fit is None else fit.report.chips_used)
         with self.timer.stage("export"):
-            export = export_all(self)
+            export = self._verify_exports()
         return Deployed(fit=fit, activity=activity, energy=energy, export=export)
+
+    def _verify_exports(self) -> ExportSection:
+        """Export NIR and ONNX (and run the chip family's simulators, e.g. Lava for Loihi) on the
+        first evaluation samples, and compare each with the pruned model."""
+        c = self.cfg
+        simulators = family_of(self.profile).simulators if self.profile and c.lava else ()
+        batch = verification_batch(self.parts.eval, timesteps=self.timesteps,
+                                   encoding=c.encoding, seed=c.seed, n=c.verify_samples)
+        res = verify_exports(self.graph, batch, timesteps=self.timesteps, encoding=c.encoding,
+                             readout=c.readout, exporters=("nir", "onnx", *simulators),
+                             options=ExportOptions(lava_timeout=c.lava_timeout))
+        self.extra_files.update(res.files)
+        self.timer.stages.update(res.timings_s)
+        return res.section
 
     def _check_fit(self) -> FitSection | None:
         """The final masks against the target (None: no profile, or a join it cannot place)."""

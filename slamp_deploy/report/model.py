@@ -4,15 +4,15 @@ built from what the stages measured, and how they become report.json and come ba
 ``RunReport.to_dict()`` is report.json's content, key for key (the ``summary`` and
 ``markdown`` strings of the sections are rendered at serialization, by
 :mod:`slamp_deploy.report.markdown`); ``RunReport.from_dict()`` reads it back, so report.md
-and report.html can be rebuilt from a saved report.json. The ``export`` section is still the
-mapping :func:`slamp_deploy.verify.export_all` returns (its typed form belongs to ``verify``).
+and report.html can be rebuilt from a saved report.json. The ``export`` section is
+:class:`slamp_deploy.verify.ExportSection`, typed where the checks are made.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from slamp_deploy.chips.figure import Alternative, Figure
@@ -31,6 +31,7 @@ from slamp_deploy.measure.energy import (
     estimate,
 )
 from slamp_deploy.report import markdown as md
+from slamp_deploy.verify import ExportSection
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "ActivityData", "ActivitySection", "CalibrationInfo",
            "CurrentMatching", "DataInfo", "DataPart", "DistributedInfo", "EnergySection",
@@ -532,8 +533,7 @@ class RunReport:
     fit: FitSection | None = None
     activity: ActivitySection | None = None
     energy: EnergySection | None = None
-    #: still the mapping verify.export_all returns (with its own "summary" and "markdown")
-    export: Mapping[str, Any] | None = field(default=None)
+    export: ExportSection | None = None
 
     def _sections(self) -> Iterator[Any]:
         for key in SECTIONS:
@@ -543,13 +543,11 @@ class RunReport:
 
     def section_summaries(self) -> list[str]:
         """The terminal lines of each section present, in order."""
-        return [s["summary"] if isinstance(s, Mapping) else s.summary
-                for s in self._sections()]
+        return [s.summary for s in self._sections()]
 
     def section_markdown(self) -> list[str]:
         """Each section's part of report.md, in order."""
-        return [s.get("markdown", "") if isinstance(s, Mapping) else s.markdown
-                for s in self._sections()]
+        return [s.markdown for s in self._sections()]
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION}
@@ -557,7 +555,7 @@ class RunReport:
             v = getattr(self, f.name)
             if f.name in SECTIONS:
                 if v is not None:
-                    d[f.name] = dict(v) if isinstance(v, Mapping) else v.to_dict()
+                    d[f.name] = v.to_dict()
             else:
                 d[f.name] = _plain(v)
         return d
@@ -591,4 +589,4 @@ class RunReport:
             environment=EnvironmentInfo.from_dict(d["environment"]),
             fit=FitSection.from_dict(d["fit"]) if "fit" in d else None,
             activity=activity, energy=energy,
-            export=dict(d["export"]) if "export" in d else None)
+            export=ExportSection.from_dict(d["export"]) if "export" in d else None)
