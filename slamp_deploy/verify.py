@@ -332,6 +332,7 @@ Check = NirCheck | OnnxCheck | LavaCheck | FileCheck
 # report section key -> its check type (from_dict); other keys are FileCheck's
 CHECK_TYPES: dict[str, Any] = {"nir": NirCheck, "onnx": OnnxCheck, "lava": LavaCheck}
 _SECTION_KEYS = ("verified_samples", "summary", "markdown")
+_RUN_ORDER = ("nir", "onnx")  # exported and checked first; every other format reads model.nir
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -361,9 +362,11 @@ class ExportSection:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ExportSection:
-        checks = tuple(CHECK_TYPES[k].from_dict(v) if k in CHECK_TYPES
-                       else FileCheck.from_dict(k, v)
-                       for k, v in d.items() if k not in _SECTION_KEYS)
+        # report.json sorts its keys; the run verifies NIR first, then ONNX, then the simulators
+        keys = sorted((k for k in d if k not in _SECTION_KEYS),
+                      key=lambda k: _RUN_ORDER.index(k) if k in _RUN_ORDER else len(_RUN_ORDER))
+        checks = tuple(CHECK_TYPES[k].from_dict(d[k]) if k in CHECK_TYPES
+                       else FileCheck.from_dict(k, d[k]) for k in keys)
         return cls(verified_samples=d["verified_samples"], checks=checks)
 
 
