@@ -1,4 +1,5 @@
-"""Export stage of a run: write NIR, ONNX and (for Loihi) a Lava run, and prove each behaves the
+"""Export stage of a run: write NIR and ONNX, run the chip family's simulators (Lava for the Loihi
+family), and prove each behaves the
 same as the pruned model by running what was written in its real runtime.
 
 Every format is a registered exporter (``slamp_deploy.exporters``), run through one interface:

@@ -3,6 +3,7 @@ this tree, and a planted violation of each is caught (so the check is not vacuou
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -46,3 +47,20 @@ def test_a_planted_violation_is_caught(tmp_path: Path, module: str, planted: str
     res = _lint(src)
     assert res.returncode != 0
     assert "BROKEN" in res.stdout and contract in res.stdout, res.stdout
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_the_house_limit() -> None:
+    """Every function in the package, the exporters, benchmarks, examples and scripts stays
+    under about 80 lines (ruff's C901 holds the complexity to 15)."""
+    long = []
+    for folder in ("slamp_deploy", "exporters", "benchmarks", "examples", "scripts"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    n = node.end_lineno - node.lineno + 1
+                    if n > MAX_FUNCTION_LINES:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n})")
+    assert not long, long

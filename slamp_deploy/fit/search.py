@@ -1,6 +1,7 @@
-"""The chip side of a run: layer geometry, cap-aware allocation, the fit check, and export.
+"""The fit stage of a run: the chip's caps on a traced graph (for the capped allocation), the
+fit check of the final masks, and the bisection for the largest keep count that fits (``--fit``).
 
-Sits between the pruning core (which knows nothing of chips or file formats) and the pipeline.
+Sits between the pruning core (which knows nothing of chips) and the pipeline.
 """
 
 from __future__ import annotations
