@@ -1,6 +1,6 @@
-"""Export stage of a run: write NIR and ONNX, run the chip family's simulators (Lava for the Loihi
-family), and prove each behaves the
-same as the pruned model by running what was written in its real runtime.
+"""Export stage of a run: write NIR and ONNX, run the chip family's simulators (Lava for the
+Loihi family), and prove each behaves the same as the pruned model by running what was written
+in its real runtime.
 
 Every format is a registered exporter (``slamp_deploy.exporters``), run through one interface:
 export the NIR graph into a folder, run the file on the verification batch, compare its spikes
