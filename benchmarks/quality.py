@@ -476,93 +476,115 @@ def verdict_counts(verdicts: list[dict[str, Any]], bases: list[str]
     return rows
 
 
-def render_markdown(data: dict[str, Any]) -> str:
-    """Markdown tables of a results JSON (what docs/benchmarks.md shows)."""
-    rows, verdicts, runs = data["summary"], data["verdicts"], data["runs"]
-    out: list[str] = []
-    for task in sorted({r["task"] for r in rows}):
-        rs = [r for r in rows if r["task"] == task]
-        variants = [m for m in available_methods() if any(r["variant"] == m for r in rs)]
-        sps = sorted({r["sparsity"] for r in rs if r["variant"] in available_methods()})
-        out += [f"### {task}: dense accuracy {rs[0]['acc_dense']:.3f}", ""]
+def _method_table(rs: list[dict[str, Any]], variants: list[str], sps: list[float], stage: str,
+                  label: str) -> list[str]:
+    """One task's table of a stage per sparsity and method (best accuracy in bold)."""
+    out = [f"**{label}** (mean ± std over {rs[0]['seeds']} seeds)", "",
+           "| sparsity | " + " | ".join(variants) + " |",
+           "|---|" + "---|" * len(variants)]
+    for s in sps:
+        cells = []
+        best = max((r[stage] for r in rs if r["sparsity"] == s and r["variant"]
+                    in variants), default=None)
+        for v in variants:
+            r = next((r for r in rs if r["variant"] == v and r["sparsity"] == s), None)
+            c = "-" if r is None else (f"{r[stage]:.1f}" if stage == "synops_reduction"
+                                       else _pm(r[stage], r[stage + "_std"]))
+            if r is not None and stage != "synops_reduction" and r[stage] == best:
+                c = f"**{c}**"
+            cells.append(c)
+        out.append(f"| {s:.2f} | " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
+def _ablation_table(rs: list[dict[str, Any]], names: list[str], asps: list[float], stage: str,
+                    label: str) -> list[str]:
+    """One task's ablation table of a stage, with a row of means over the sparsities."""
+    out = [f"**Ablations, {label}** (slamp = lambda max, uniform timestep weights, "
+           "current matching on)", "",
+           "| sparsity | " + " | ".join(names) + " |",
+           "|---|" + "---|" * len(names)]
+    for s in asps:
+        cells = []
+        for n in names:
+            r = next((r for r in rs if r["variant"] == n and r["sparsity"] == s),
+                     None)
+            cells.append("-" if r is None else _pm(r[stage], r[stage + "_std"]))
+        out.append(f"| {s:.2f} | " + " | ".join(cells) + " |")
+    means = []
+    for n in names:
+        v = [r[stage] for r in rs if r["variant"] == n and r["sparsity"] in asps]
+        ok = len(v) == len(asps) and not any(math.isnan(x) for x in v)
+        means.append(f"{np.mean(v):.3f}" if ok else "-")
+    out.append("| mean | " + " | ".join(means) + " |")
+    out.append("")
+    return out
+
+
+def _task_section(task: str, rows: list[dict[str, Any]]) -> list[str]:
+    """A task's method tables per stage, then its ablation tables when it has ablation runs."""
+    rs = [r for r in rows if r["task"] == task]
+    variants = [m for m in available_methods() if any(r["variant"] == m for r in rs)]
+    sps = sorted({r["sparsity"] for r in rs if r["variant"] in available_methods()})
+    out = [f"### {task}: dense accuracy {rs[0]['acc_dense']:.3f}", ""]
+    for stage, label in (("acc_pruned", "right after pruning"),
+                         ("acc_current_matched", "after current matching"),
+                         ("acc_retrained", "after retraining"),
+                         ("synops_reduction", "SynOps reduction (dense / pruned, x)")):
+        out += _method_table(rs, variants, sps, stage, label)
+    abl = [a for a in ABLATIONS if a != "slamp.max"]
+    asps = sorted({r["sparsity"] for r in rs if r["variant"] in abl})
+    if asps:
+        names = ["slamp", *abl, "lamp"]
         for stage, label in (("acc_pruned", "right after pruning"),
                              ("acc_current_matched", "after current matching"),
-                             ("acc_retrained", "after retraining"),
-                             ("synops_reduction", "SynOps reduction (dense / pruned, x)")):
-            out += [f"**{label}** (mean ± std over {rs[0]['seeds']} seeds)", "",
-                    "| sparsity | " + " | ".join(variants) + " |",
-                    "|---|" + "---|" * len(variants)]
-            for s in sps:
-                cells = []
-                best = max((r[stage] for r in rs if r["sparsity"] == s and r["variant"]
-                            in variants), default=None)
-                for v in variants:
-                    r = next((r for r in rs if r["variant"] == v and r["sparsity"] == s), None)
-                    c = "-" if r is None else (f"{r[stage]:.1f}" if stage == "synops_reduction"
-                                               else _pm(r[stage], r[stage + "_std"]))
-                    if r is not None and stage != "synops_reduction" and r[stage] == best:
-                        c = f"**{c}**"
-                    cells.append(c)
-                out.append(f"| {s:.2f} | " + " | ".join(cells) + " |")
-            out.append("")
-        abl = [a for a in ABLATIONS if a != "slamp.max"]
-        asps = sorted({r["sparsity"] for r in rs if r["variant"] in abl})
-        if asps:
-            names = ["slamp", *abl, "lamp"]
-            for stage, label in (("acc_pruned", "right after pruning"),
-                                 ("acc_current_matched", "after current matching"),
-                                 ("acc_retrained", "after retraining")):
-                out += [f"**Ablations, {label}** (slamp = lambda max, uniform timestep weights, "
-                        "current matching on)", "",
-                        "| sparsity | " + " | ".join(names) + " |",
-                        "|---|" + "---|" * len(names)]
-                for s in asps:
-                    cells = []
-                    for n in names:
-                        r = next((r for r in rs if r["variant"] == n and r["sparsity"] == s),
-                                 None)
-                        cells.append("-" if r is None else _pm(r[stage], r[stage + "_std"]))
-                    out.append(f"| {s:.2f} | " + " | ".join(cells) + " |")
-                means = []
-                for n in names:
-                    v = [r[stage] for r in rs if r["variant"] == n and r["sparsity"] in asps]
-                    ok = len(v) == len(asps) and not any(math.isnan(x) for x in v)
-                    means.append(f"{np.mean(v):.3f}" if ok else "-")
-                out.append("| mean | " + " | ".join(means) + " |")
-                out.append("")
-    if verdicts:
-        bases = [m for m in available_methods() if m != "slamp"]
-        out += ["### SLAMP against each baseline (win / tie / loss over the sparsities)", "",
-                "| task | stage | " + " | ".join(bases) + " |", "|---|---|" + "---|" * len(bases)]
-        for task, stage, counts in verdict_counts(verdicts, bases):
-            cells = [" / ".join(map(str, c)) for c in counts]
-            out.append(f"| {task} | {stage.removeprefix('acc_')} | " + " | ".join(cells) + " |")
+                             ("acc_retrained", "after retraining")):
+            out += _ablation_table(rs, names, asps, stage, label)
+    return out
+
+
+def _verdict_section(verdicts: list[dict[str, Any]]) -> list[str]:
+    """Win / tie / loss counts of SLAMP against each baseline, then SLAMP's losses one by one."""
+    bases = [m for m in available_methods() if m != "slamp"]
+    out = ["### SLAMP against each baseline (win / tie / loss over the sparsities)", "",
+           "| task | stage | " + " | ".join(bases) + " |", "|---|---|" + "---|" * len(bases)]
+    for task, stage, counts in verdict_counts(verdicts, bases):
+        cells = [" / ".join(map(str, c)) for c in counts]
+        out.append(f"| {task} | {stage.removeprefix('acc_')} | " + " | ".join(cells) + " |")
+    out.append("")
+    losses = [v for v in verdicts if v["verdict"] == "loss"]
+    if losses:
+        out += ["Losses of SLAMP (accuracy difference SLAMP - baseline):", ""]
+        for v in sorted(losses, key=lambda v: (v["task"], v["baseline"], v["stage"],
+                                               v["sparsity"])):
+            out.append(f"- {v['task']}, {v['baseline']}, {v['stage'].removeprefix('acc_')},"
+                       f" sparsity {v['sparsity']:.2f}: {v['slamp']:.3f} vs "
+                       f"{v['baseline_acc']:.3f} ({v['diff']:+.3f})")
         out.append("")
-        losses = [v for v in verdicts if v["verdict"] == "loss"]
-        if losses:
-            out += ["Losses of SLAMP (accuracy difference SLAMP - baseline):", ""]
-            for v in sorted(losses, key=lambda v: (v["task"], v["baseline"], v["stage"],
-                                                   v["sparsity"])):
-                out.append(f"- {v['task']}, {v['baseline']}, {v['stage'].removeprefix('acc_')},"
-                           f" sparsity {v['sparsity']:.2f}: {v['slamp']:.3f} vs "
-                           f"{v['baseline_acc']:.3f} ({v['diff']:+.3f})")
-            out.append("")
-    lam = data.get("lambdas") or []
-    if lam:
-        out += ["### Lambdas per layer (seed 0 calibration subset)", "",
-                "| task | layer | max | l2 | sqrt | measured | max, gradient weights |",
-                "|---|---|---|---|---|---|---|"]
-        for rec in lam:
-            if rec["seed"] != 0:
-                continue
-            au = rec["analytic_uniform"]
-            for layer, v in rec["measured"].items():
-                out.append(f"| {rec['task']} | {layer} | {au['max'][layer]:.2f} | "
-                           f"{au['l2'][layer]:.2f} | {au['sqrt'][layer]:.2f} | {v:.2f} | "
-                           f"{rec['analytic_gradient_max'][layer]:.2f} |")
-        out.append("")
-    # per-layer allocation, SLAMP vs LAMP (seed 0)
-    out += ["### Per-layer weights kept, SLAMP (max) vs LAMP vs others (seed 0)", ""]
+    return out
+
+
+def _lambda_section(lam: list[dict[str, Any]]) -> list[str]:
+    """The per-layer lambdas of the seed-0 calibration, analytic and measured."""
+    out = ["### Lambdas per layer (seed 0 calibration subset)", "",
+           "| task | layer | max | l2 | sqrt | measured | max, gradient weights |",
+           "|---|---|---|---|---|---|---|"]
+    for rec in lam:
+        if rec["seed"] != 0:
+            continue
+        au = rec["analytic_uniform"]
+        for layer, v in rec["measured"].items():
+            out.append(f"| {rec['task']} | {layer} | {au['max'][layer]:.2f} | "
+                       f"{au['l2'][layer]:.2f} | {au['sqrt'][layer]:.2f} | {v:.2f} | "
+                       f"{rec['analytic_gradient_max'][layer]:.2f} |")
+    out.append("")
+    return out
+
+
+def _allocation_section(runs: list[dict[str, Any]]) -> list[str]:
+    """Weights kept per layer and method at each sparsity, per task (seed 0)."""
+    out = ["### Per-layer weights kept, SLAMP (max) vs LAMP vs others (seed 0)", ""]
     for task in sorted({r["task"] for r in runs}):
         rs = [r for r in runs if r["task"] == task and r["seed"] == 0 and r["variant"] in
               available_methods()]
@@ -581,6 +603,22 @@ def render_markdown(data: dict[str, Any]) -> str:
                 out.append(f"| {s:.2f} | {m} | " + " | ".join(
                     str(r["layers"][la]["kept"]) for la in layers) + " |")
         out.append("")
+    return out
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    """Markdown tables of a results JSON (what docs/benchmarks.md shows)."""
+    rows, verdicts, runs = data["summary"], data["verdicts"], data["runs"]
+    out: list[str] = []
+    for task in sorted({r["task"] for r in rows}):
+        out += _task_section(task, rows)
+    if verdicts:
+        out += _verdict_section(verdicts)
+    lam = data.get("lambdas") or []
+    if lam:
+        out += _lambda_section(lam)
+    # per-layer allocation, SLAMP vs LAMP (seed 0)
+    out += _allocation_section(runs)
     return "\n".join(out)
 
 

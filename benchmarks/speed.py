@@ -276,7 +276,7 @@ def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="slamp-deploy speed and scale benchmark")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--widths", nargs="+", type=float, default=list(WIDTHS))
@@ -289,7 +289,72 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--render", type=Path, metavar="JSON",
                     help="print the markdown tables of an existing results file and exit")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def _measure_width(w: float, reps: int, ops: tuple[str, ...], args: argparse.Namespace,
+                   advance: Callable[[], None]) -> dict[str, Any]:
+    """One model width's row: times, extra memory per op, calibration/export, and ratios."""
+    n = n_weights(vgg_snn(w))
+    row: dict[str, Any] = {"model": f"vgg16-snn x{w:g}", "width": w, "weights": n,
+                           "weight_bytes": 4 * n}
+    tm = _sub({"kind": "time", "width": w, "reps": reps})
+    advance()
+    row.update({f"t_{k}": v for k, v in tm["seconds"].items()})
+    row["proposed_counts_identical"] = tm["proposed_counts_identical"]
+    for op in ops:
+        mem = _sub({"kind": "memory", "width": w, "op": op})
+        row[f"mem_{op}"] = mem["extra_bytes"]
+        row["mem_method"] = mem["method"]
+        advance()
+    row.update(_sub({"kind": "calib_export", "width": w, "samples": args.calib_samples,
+                     "timesteps": args.calib_timesteps}))
+    advance()
+    row["ratio_slamp_vs_global_unstructured"] = row["t_slamp"] / row[
+        "t_global_unstructured"]
+    row["ratio_slamp_vs_sort"] = row["t_slamp"] / row["t_sort"]
+    row["ratio_slamp_masks_vs_global_unstructured"] = row["t_slamp+masks"] / row[
+        "t_global_unstructured"]
+    row["ratio_proposed_vs_global_unstructured"] = row["t_proposed"] / row[
+        "t_global_unstructured"]
+    row["ratio_proposed_vs_sort"] = row["t_proposed"] / row["t_sort"]
+    row["mem_slamp_x_weight_bytes"] = row["mem_slamp"] / row["weight_bytes"]
+    row["mem_proposed_x_weight_bytes"] = row["mem_proposed"] / row["weight_bytes"]
+    return row
+
+
+def _growth(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Log-log slopes of each op's time over the weight count (empty below two models)."""
+    growth = {}
+    if len(rows) >= 2:
+        xs = [r["weights"] for r in rows]
+        for k in ("sort", "global_unstructured", "slamp", "slamp+masks", "proposed"):
+            growth[k] = _slope(xs, [r[f"t_{k}"] for r in rows])
+        growth["n_log_n_reference"] = _slope(xs, [x * math.log(x) for x in xs])
+    return growth
+
+
+def _write_results(args: argparse.Namespace, result: dict[str, Any],
+                   rows: list[dict[str, Any]]) -> list[Path]:
+    """Write the results JSON and CSV (and the plot unless --no-plot); the paths written."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    js = args.out / f"{args.name}.json"
+    js.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    cs = args.out / f"{args.name}.csv"
+    with cs.open("w", newline="") as f:
+        keys = [k for k in rows[0] if k != "all_seconds"]
+        wr = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        wr.writeheader()
+        for r in rows:
+            wr.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    files = [js, cs]
+    if not args.no_plot:
+        files.append(plot(args.out / f"{args.name}.png", rows))
+    return files
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = _parse_args(argv)
     if args.render:
         md = render_markdown(json.loads(args.render.read_text()))
         print(md)
@@ -315,61 +380,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with Progress(transient=True) as prog:
         bar = prog.add_task("speed", total=len(widths) * (len(ops) + 2) + 1)
         for w in widths:
-            n = n_weights(vgg_snn(w))
-            row: dict[str, Any] = {"model": f"vgg16-snn x{w:g}", "width": w, "weights": n,
-                                   "weight_bytes": 4 * n}
-            tm = _sub({"kind": "time", "width": w, "reps": reps})
-            prog.advance(bar)
-            row.update({f"t_{k}": v for k, v in tm["seconds"].items()})
-            row["proposed_counts_identical"] = tm["proposed_counts_identical"]
-            for op in ops:
-                mem = _sub({"kind": "memory", "width": w, "op": op})
-                row[f"mem_{op}"] = mem["extra_bytes"]
-                row["mem_method"] = mem["method"]
-                prog.advance(bar)
-            row.update(_sub({"kind": "calib_export", "width": w, "samples": args.calib_samples,
-                             "timesteps": args.calib_timesteps}))
-            prog.advance(bar)
-            row["ratio_slamp_vs_global_unstructured"] = row["t_slamp"] / row[
-                "t_global_unstructured"]
-            row["ratio_slamp_vs_sort"] = row["t_slamp"] / row["t_sort"]
-            row["ratio_slamp_masks_vs_global_unstructured"] = row["t_slamp+masks"] / row[
-                "t_global_unstructured"]
-            row["ratio_proposed_vs_global_unstructured"] = row["t_proposed"] / row[
-                "t_global_unstructured"]
-            row["ratio_proposed_vs_sort"] = row["t_proposed"] / row["t_sort"]
-            row["mem_slamp_x_weight_bytes"] = row["mem_slamp"] / row["weight_bytes"]
-            row["mem_proposed_x_weight_bytes"] = row["mem_proposed"] / row["weight_bytes"]
-            rows.append(row)
+            rows.append(_measure_width(w, reps, ops, args, lambda: prog.advance(bar)))
         pw = 1.0 if 1.0 in widths else widths[-1]
         profile = _sub({"kind": "profile", "width": pw})
         profile["model"] = f"vgg16-snn x{pw:g}"
         prog.advance(bar)
-    growth = {}
-    if len(rows) >= 2:
-        xs = [r["weights"] for r in rows]
-        for k in ("sort", "global_unstructured", "slamp", "slamp+masks", "proposed"):
-            growth[k] = _slope(xs, [r[f"t_{k}"] for r in rows])
-        growth["n_log_n_reference"] = _slope(xs, [x * math.log(x) for x in xs])
+    growth = _growth(rows)
     meta = {"environment": environment(), "sparsity": SPARSITY, "reps": reps,
             "statistic": "median of interleaved repetitions, one process per model",
             "wall_seconds": round(time.perf_counter() - t_start, 1),
             "goals": {"slamp_vs_global_unstructured": 0.5, "slamp_vs_sort": 1.5,
                       "extra_memory_x_weight_bytes": 3.0}}
     result = {"meta": meta, "rows": rows, "loglog_slopes": growth, "profile": profile}
-    args.out.mkdir(parents=True, exist_ok=True)
-    js = args.out / f"{args.name}.json"
-    js.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-    cs = args.out / f"{args.name}.csv"
-    with cs.open("w", newline="") as f:
-        keys = [k for k in rows[0] if k != "all_seconds"]
-        wr = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        wr.writeheader()
-        for r in rows:
-            wr.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    files = [js, cs]
-    if not args.no_plot:
-        files.append(plot(args.out / f"{args.name}.png", rows))
+    files = _write_results(args, result, rows)
     print_table(Console(width=160), rows, growth, profile)
     print("wrote " + ", ".join(map(str, files)))
     return result

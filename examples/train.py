@@ -27,6 +27,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from slamp_deploy.examples import cifar_resnet, cifar_vgg
@@ -114,6 +115,37 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         raise SystemExit(e.exit_code) from None
 
 
+def _factory(model: str, kind: str, size: int) -> tuple[ModuleType, str]:
+    """The example module and factory name for ``--model`` on a data kind and image size."""
+    module = cifar_resnet if model.startswith("resnet") else cifar_vgg
+    name = module.FACTORIES.get((kind, model))
+    if name is None:
+        have = [m for k, m in module.FACTORIES if k == kind]
+        raise UsageError(f"--model {model}: no {model} for {kind} in "
+                         f"examples/{module.__name__.rsplit('.', 1)[-1]}.py; available: "
+                         f"{', '.join(have)}")
+    return module, name.format(size=size)
+
+
+def _train_epoch(args: argparse.Namespace, graph: SpikingGraph, pool: Dataset,
+                 opt: torch.optim.Optimizer, *, timesteps: int, device: torch.device,
+                 shuffle: torch.Generator, draws: torch.Generator) -> tuple[float, int]:
+    """One pass over the shuffled training set; the summed batch losses and the batch count."""
+    total, batches = 0.0, 0
+    for xb, yb in pool.batches(args.batch_size, shuffle=True, generator=shuffle):
+        xb, yb = xb.to(device), yb.to(device)
+        if not args.no_augment:
+            xb = augment(xb, pool.sequence, draws)
+        x = encode(xb, timesteps, args.encoding, sequence=pool.sequence, generator=draws)
+        batch_loss = loss(run(graph, x), yb, args.readout)
+        opt.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        opt.step()
+        total += float(batch_loss.detach())
+        batches += 1
+    return total, batches
+
+
 def _train(args: argparse.Namespace) -> dict[str, object]:
     spec = parse_spec(args.data)
     if spec.kind not in KINDS:
@@ -129,14 +161,7 @@ def _train(args: argparse.Namespace) -> dict[str, object]:
     assert test is not None
     timesteps = int(pool.x.shape[0]) if pool.sequence else (args.timesteps or DEFAULT_TIMESTEPS)
     size = pool.sample_shape[-1]
-    module = cifar_resnet if args.model.startswith("resnet") else cifar_vgg
-    name = module.FACTORIES.get((spec.kind, args.model))
-    if name is None:
-        have = [m for k, m in module.FACTORIES if k == spec.kind]
-        raise UsageError(f"--model {args.model}: no {args.model} for {spec.kind} in "
-                         f"examples/{module.__name__.rsplit('.', 1)[-1]}.py; available: "
-                         f"{', '.join(have)}")
-    factory = name.format(size=size)
+    module, factory = _factory(args.model, spec.kind, size)
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     model = getattr(module, factory)().to(device)
@@ -156,18 +181,8 @@ def _train(args: argparse.Namespace) -> dict[str, object]:
     acc = 0.0
     for epoch in range(args.epochs):
         model.train()
-        total, batches = 0.0, 0
-        for xb, yb in pool.batches(args.batch_size, shuffle=True, generator=shuffle):
-            xb, yb = xb.to(device), yb.to(device)
-            if not args.no_augment:
-                xb = augment(xb, pool.sequence, draws)
-            x = encode(xb, timesteps, args.encoding, sequence=pool.sequence, generator=draws)
-            batch_loss = loss(run(graph, x), yb, args.readout)
-            opt.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            opt.step()
-            total += float(batch_loss.detach())
-            batches += 1
+        total, batches = _train_epoch(args, graph, pool, opt, timesteps=timesteps, device=device,
+                                      shuffle=shuffle, draws=draws)
         sched.step()
         acc = accuracy(graph, test, timesteps=timesteps, encoding=args.encoding,
                        readout=args.readout, device=device, seed=args.seed)

@@ -445,23 +445,8 @@ def measure(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: str
         model.train(was_training)
     if n == 0:
         raise DataError(f"{data.source}: no samples to measure activity on")
-    out_layers = []
-    for k, la in enumerate(layers):
-        op = graph.ops[la.op_index]
-        c = conn[k]
-        w = la.weight.detach()
-        out_layers.append(LayerActivity(
-            name=la.name, kind=la.kind, neuron=None if la.neuron is None else la.neuron.name,
-            weight_shape=tuple(w.shape), weights_total=int(w.numel()),
-            weights_kept=int((w != 0).sum()), inputs=int(c.fan_out.numel()),
-            outputs=int(c.fan_in.numel()),
-            neurons=0 if la.neuron is None else _numel(la.neuron.out_shape),
-            synapses_total=c.synapses_total, synapses_kept=int(c.fan_in.sum()),
-            fan_in_max=int(c.fan_in.max()) if c.fan_in.numel() else 0,
-            fan_out_max=int(c.fan_out.max()) if c.fan_out.numel() else 0,
-            samples=n, input_events=tuple(ev[k]), synops_ac=tuple(ac[k]),
-            synops_mac=tuple(mac[k])))
-        assert c.fan_out.numel() == _numel(op.in_shape)
+    out_layers = [_layer_activity(la, graph.ops[la.op_index], conn[k], n, ev[k], ac[k], mac[k])
+                  for k, la in enumerate(layers)]
     out_neurons = tuple(
         NeuronActivity(name=op.name, kind=op.kind, neurons=_numel(op.out_shape), samples=n,
                        spikes=tuple(spk[j]))
@@ -471,6 +456,26 @@ def measure(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: str
         neuron_layers=out_neurons, parameter_count=parameter_count(model),
         parameters_nonzero=sum(int((p != 0).sum()) for p in model.parameters()),
         footprint_bytes=footprint_bytes(model))
+
+
+def _layer_activity(la: Layer, op: Op, c: _Connectivity, n: int, ev: list[int], ac: list[int],
+                    mac: list[int]) -> LayerActivity:
+    """One synaptic layer's static counts (weights, synapses, fan-in/out) and its per-step
+    event and SynOp counts summed over the ``n`` samples."""
+    w = la.weight.detach()
+    activity = LayerActivity(
+        name=la.name, kind=la.kind, neuron=None if la.neuron is None else la.neuron.name,
+        weight_shape=tuple(w.shape), weights_total=int(w.numel()),
+        weights_kept=int((w != 0).sum()), inputs=int(c.fan_out.numel()),
+        outputs=int(c.fan_in.numel()),
+        neurons=0 if la.neuron is None else _numel(la.neuron.out_shape),
+        synapses_total=c.synapses_total, synapses_kept=int(c.fan_in.sum()),
+        fan_in_max=int(c.fan_in.max()) if c.fan_in.numel() else 0,
+        fan_out_max=int(c.fan_out.max()) if c.fan_out.numel() else 0,
+        samples=n, input_events=tuple(ev), synops_ac=tuple(ac),
+        synops_mac=tuple(mac))
+    assert c.fan_out.numel() == _numel(op.in_shape)
+    return activity
 
 
 @contextmanager

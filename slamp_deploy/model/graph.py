@@ -336,6 +336,22 @@ def trace(model: nn.Module, sample_shape: tuple[int, ...]) -> SpikingGraph:
     return SpikingGraph(model=model, ops=tuple(ops), input_shape=tuple(sample_shape))
 
 
+def _reshape_name(base: str, ops: list[Op]) -> str:
+    """``base:reshape``, or ``base:reshape2``, ``base:reshape3``, ... when taken by an op."""
+    taken = {op.name for op in ops}
+    name = f"{base}:reshape"
+    k = 2
+    while name in taken:
+        name, k = f"{base}:reshape{k}", k + 1
+    return name
+
+
+def _is_tensor_add(func: object, args: tuple, kwargs: dict) -> bool:
+    """Whether a recorded function call adds exactly two tensors (a residual connection)."""
+    return (func in _ADD_FUNCS and len(args) == 2 and not kwargs
+            and all(isinstance(a, torch.Tensor) for a in args))
+
+
 def _build_ops(events: list[tuple], x: torch.Tensor, sample_shape: tuple[int, ...]) -> list[Op]:
     """Turn the recorded calls into ops with explicit inputs (reshapes and adds made ops)."""
     ops: list[Op] = []
@@ -374,13 +390,8 @@ def _build_ops(events: list[tuple], x: torch.Tensor, sample_shape: tuple[int, ..
             raise ModelError(f"{who} reads part of the output of {name_of(j)} "
                              f"({list(shape)} of {list(shape_of(j))}); slices are not supported")
         base = "input" if j == INPUT else ops[j].name
-        taken = {op.name for op in ops}
-        name = f"{base}:reshape"
-        k = 2
-        while name in taken:
-            name, k = f"{base}:reshape{k}", k + 1
-        ops.append(Op(name=name, kind="reshape", module=None, in_shape=shape_of(j),
-                      out_shape=shape, inputs=(j,)))
+        ops.append(Op(name=_reshape_name(base, ops), kind="reshape", module=None,
+                      in_shape=shape_of(j), out_shape=shape, inputs=(j,)))
         return len(ops) - 1
 
     for ev in events:
@@ -396,8 +407,7 @@ def _build_ops(events: list[tuple], x: torch.Tensor, sample_shape: tuple[int, ..
             continue
         _, func, args, kwargs, out = ev
         key = out.data_ptr()
-        if (func in _ADD_FUNCS and len(args) == 2 and not kwargs
-                and all(isinstance(a, torch.Tensor) for a in args)):
+        if _is_tensor_add(func, args, kwargs):
             a, b = args
             if a.shape != b.shape:
                 raise ModelError(f"a residual add between layers adds shapes {list(a.shape[1:])} "
