@@ -36,7 +36,7 @@ from torch import nn
 
 from slamp_deploy import __version__
 from slamp_deploy.errors import ExportError
-from slamp_deploy.model.graph import ADD, INPUT, NEURON_KINDS, Op, SpikingGraph, neuron_params
+from slamp_deploy.model.graph import ADD, INPUT, NEURON_KINDS, Op, SpikingGraph, neuron_spec
 
 DT = 1e-4
 R_CONVENTION = "r = tau/dt (snnTorch)"
@@ -89,14 +89,14 @@ def _synaptic_node(op: Op, bn: nn.Module | None) -> nir.NIRNode:
 
 
 def _neuron_node(op: Op) -> nir.NIRNode:
-    p = neuron_params(op)
+    p = neuron_spec(op)
     shape = op.out_shape
-    beta = _full(p["beta"], shape)  # type: ignore[arg-type]
-    thr = _full(p["threshold"], shape)  # type: ignore[arg-type]
+    beta = _full(p.beta, shape)
+    thr = _full(p.threshold, shape)
     zeros = np.zeros(shape)
-    meta = {"slamp.reset_mechanism": p["reset_mechanism"], "slamp.reset_delay": p["reset_delay"]}
-    if op.kind == "synaptic":
-        alpha = _full(p["alpha"], shape)  # type: ignore[arg-type]
+    meta = {"slamp.reset_mechanism": p.reset_mechanism, "slamp.reset_delay": p.reset_delay}
+    if p.alpha is not None:
+        alpha = _full(p.alpha, shape)
         if np.any(alpha >= 1.0) or np.any(beta >= 1.0):
             raise ExportError(f"layer '{op.name}': Synaptic with alpha or beta = 1 has an "
                               f"infinite time constant, which CubaLIF cannot express")

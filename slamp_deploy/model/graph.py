@@ -184,19 +184,29 @@ class SpikingGraph:
         return out
 
 
-def neuron_params(op: Op) -> dict[str, object]:
-    """Parameters of a neuron op as plain tensors/values (detached, on CPU)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NeuronSpec:
+    """A neuron op's parameters as its snnTorch module holds them (detached float32 CPU
+    tensors, scalar or per neuron; decays clamped to [0, 1] as snnTorch applies them). The NIR
+    side's twin, read from NIR nodes, is ``exporters.neuron_step.NeuronParams``."""
+
+    kind: str  # "leaky" or "synaptic"
+    beta: torch.Tensor
+    threshold: torch.Tensor
+    reset_mechanism: str
+    reset_delay: bool
+    alpha: torch.Tensor | None = None  # synaptic decay (Synaptic only)
+
+
+def neuron_spec(op: Op) -> NeuronSpec:
+    """The parameters of a neuron op, read from its module."""
     m = op.module
     assert m is not None
-    params: dict[str, object] = {
-        "beta": m.beta.detach().clamp(0, 1).cpu().float(),
-        "threshold": m.threshold.detach().cpu().float(),
-        "reset_mechanism": m.reset_mechanism,
-        "reset_delay": bool(m.reset_delay),
-    }
-    if op.kind == "synaptic":
-        params["alpha"] = m.alpha.detach().clamp(0, 1).cpu().float()
-    return params
+    return NeuronSpec(
+        kind=op.kind, beta=m.beta.detach().clamp(0, 1).cpu().float(),
+        threshold=m.threshold.detach().cpu().float(), reset_mechanism=m.reset_mechanism,
+        reset_delay=bool(m.reset_delay),
+        alpha=m.alpha.detach().clamp(0, 1).cpu().float() if op.kind == "synaptic" else None)
 
 
 def _leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:

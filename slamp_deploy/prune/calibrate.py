@@ -10,7 +10,7 @@ import torch
 
 from slamp_deploy.data import Dataset, encode
 from slamp_deploy.distributed import all_reduce_sum, current, shard_indices
-from slamp_deploy.model.graph import NEURON_KINDS, SYNAPTIC_KINDS, Op, SpikingGraph, neuron_params
+from slamp_deploy.model.graph import NEURON_KINDS, SYNAPTIC_KINDS, Op, SpikingGraph, neuron_spec
 from slamp_deploy.model.runner import loss, run
 from slamp_deploy.prune.temporal import impulse_response, temporal_factor
 
@@ -45,9 +45,9 @@ def layer_impulse(graph: SpikingGraph, timesteps: int) -> dict[str, np.ndarray]:
         if layer.neuron is None:
             out[layer.name] = impulse_response(None, 0.0, 0.0, timesteps)
             continue
-        p = neuron_params(layer.neuron)
-        beta = float(p["beta"].mean())  # type: ignore[union-attr]
-        alpha = float(p["alpha"].mean()) if "alpha" in p else 0.0  # type: ignore[union-attr]
+        p = neuron_spec(layer.neuron)
+        beta = float(p.beta.mean())
+        alpha = float(p.alpha.mean()) if p.alpha is not None else 0.0
         out[layer.name] = impulse_response(layer.neuron.kind, beta, alpha, timesteps)
     return out
 
