@@ -11,6 +11,7 @@ import torch
 from slamp_deploy.examples.digits import build_model
 
 from slamp_deploy.cli import main
+from slamp_deploy.pipeline.outputs import MARKER
 from slamp_deploy.model.graph import trace
 
 
@@ -151,6 +152,7 @@ def test_bad_input_one_line_error_and_outputs_intact(tmp_path, tiny_model_file, 
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.json").write_text('{"earlier": true}')
+    (out / MARKER).write_text("")  # an earlier output, which a run may replace
     for argv, message in _bad_cases(tmp_path, tiny_model_file, tiny_weights):
         rc = main([*argv, "--out", str(out), "--epochs", "0"])
         err = capsys.readouterr().err.strip()

@@ -35,7 +35,7 @@ from slamp_deploy.measure.activity import dense_weights, measure
 from slamp_deploy.model.graph import SpikingGraph, trace
 from slamp_deploy.model.loader import BUILTIN, LoadedModel, load_model
 from slamp_deploy.model.runner import check_readout
-from slamp_deploy.pipeline.outputs import write_outputs
+from slamp_deploy.pipeline.outputs import check_out_dir, write_outputs
 from slamp_deploy.prune.allocate import allocate
 from slamp_deploy.prune.calibrate import TemporalStats, calibrate
 from slamp_deploy.prune.masks import Masks, alive_masks, apply_masks, masks_from_plan
@@ -136,6 +136,7 @@ def run(cfg: PipelineConfig, *, progress: ProgressFactory | None = None,
         after_retrain: Callable[[PipelineContext], None] | None = None) -> PipelineResult:
     """Run the whole pipeline and write its outputs into ``cfg.out`` (atomically)."""
     cfg.validate()
+    check_out_dir(cfg.out)
     world = distributed.init(cfg.device, cfg.dist_timeout)
     try:
         return _run(cfg, world, progress, after_retrain)
