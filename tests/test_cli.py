@@ -11,8 +11,8 @@ import torch
 from slamp_deploy.examples.digits import build_model
 
 from slamp_deploy.cli import main
-from slamp_deploy.pipeline.outputs import MARKER
 from slamp_deploy.model.graph import trace
+from slamp_deploy.pipeline.outputs import MARKER
 
 
 def _load_report(out: Path) -> dict:
