@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -132,31 +131,11 @@ def find_fit_keep(
     return best
 
 
-def fit_section(graph: SpikingGraph, masks: Mapping[str, torch.Tensor], profile: HardwareProfile,
-                chips: int | None, cores: int | None) -> tuple[FitReport, dict[str, Any]]:
-    """Check the final masks against the chip and format the result for the report.
+def check_masks(graph: SpikingGraph, masks: Mapping[str, torch.Tensor], profile: HardwareProfile,
+                chips: int | None, cores: int | None) -> FitReport:
+    """Check the final masks against the chip.
 
     Raises:
         ModelError: a residual join the checker cannot map, or a mapper that maps no joins.
     """
-    rep = check_fit(geometries(graph, masks), profile, chips=chips, cores=cores)
-    return rep, {"fits": rep.fits, "summary": rep.summary(), "report": rep.to_dict(),
-                 "markdown": fit_markdown(rep)}
-
-
-def fit_markdown(rep: FitReport) -> str:
-    lines = [f"## Fit on {rep.target}", "", f"**{rep.summary()}**", "",
-             "| layer | neurons | kept synapses | max fan-in | max fan-out | cores | binding rule "
-             "| margin |", "|---|---|---|---|---|---|---|---|"]
-    for lf in rep.layers:
-        lines.append(f"| {lf.name} | {lf.neurons:,} | {lf.kept_synapses:,} | {lf.max_fan_in} | "
-                     f"{lf.max_fan_out} | {'-' if lf.cores is None else lf.cores} | "
-                     f"{lf.binding_rule or '-'} | "
-                     f"{'-' if lf.binding_margin is None else lf.binding_margin} |")
-    for v in rep.violations:
-        how = "pruning relieves it" if v.relievable else "pruning cannot relieve it"
-        lines.append(f"- violation: {v.message} ({how}; {v.remedy})")
-    if rep.not_checked:
-        lines.append(f"- not checked ({len(rep.not_checked)} rules, figure unknown): "
-                     + ", ".join(sorted({r.rule for r in rep.not_checked})))
-    return "\n".join(lines)
+    return check_fit(geometries(graph, masks), profile, chips=chips, cores=cores)

@@ -30,7 +30,7 @@ from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
 from slamp_deploy.data import Dataset, Split, check_labels, load_digits, load_npz, split
 from slamp_deploy.errors import DataError, ModelError, SlampWarning, UsageError
-from slamp_deploy.fit.search import caps_blocked, chip_caps, fit_keep, fit_section, has_caps
+from slamp_deploy.fit.search import caps_blocked, check_masks, chip_caps, fit_keep, has_caps
 from slamp_deploy.measure.activity import dense_weights, measure
 from slamp_deploy.model.graph import SpikingGraph, trace
 from slamp_deploy.model.loader import BUILTIN, LoadedModel, load_model
@@ -379,7 +379,7 @@ class PipelineContext:
             return None
         try:
             with self.timer.stage("fit_check"):
-                rep, _ = fit_section(self.graph, self.masks, self.profile, c.chips, c.cores)
+                rep = check_masks(self.graph, self.masks, self.profile, c.chips, c.cores)
         except ModelError as e:
             if self.graph.is_chain:
                 raise

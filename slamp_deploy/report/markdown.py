@@ -13,10 +13,11 @@ from slamp_deploy.measure.energy import ANN_45NM, AnnEstimate, EnergyEstimate, f
 from slamp_deploy.report.format import format_count, pct_change
 
 if TYPE_CHECKING:
+    from slamp_deploy.chips.verdict import FitReport
     from slamp_deploy.report.model import RunReport
 
 __all__ = ["DEFINITIONS", "TargetEstimates", "activity_markdown", "activity_summary",
-           "energy_markdown", "energy_summary", "render_markdown"]
+           "energy_markdown", "energy_summary", "fit_markdown", "render_markdown"]
 
 DEFINITIONS = ("NeuroBench 2.3 definitions: per sample (one inference of all timesteps), summed "
                "over timesteps; a synaptic operation is one non-zero input times one kept "
@@ -245,3 +246,22 @@ def _source(fig: Any) -> str:
 
 def _md(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
+
+
+def fit_markdown(rep: FitReport) -> str:
+    """The fit section of report.md: the verdict, the per-layer table, violations, unknowns."""
+    lines = [f"## Fit on {rep.target}", "", f"**{rep.summary()}**", "",
+             "| layer | neurons | kept synapses | max fan-in | max fan-out | cores | binding rule "
+             "| margin |", "|---|---|---|---|---|---|---|---|"]
+    for lf in rep.layers:
+        lines.append(f"| {lf.name} | {lf.neurons:,} | {lf.kept_synapses:,} | {lf.max_fan_in} | "
+                     f"{lf.max_fan_out} | {'-' if lf.cores is None else lf.cores} | "
+                     f"{lf.binding_rule or '-'} | "
+                     f"{'-' if lf.binding_margin is None else lf.binding_margin} |")
+    for v in rep.violations:
+        how = "pruning relieves it" if v.relievable else "pruning cannot relieve it"
+        lines.append(f"- violation: {v.message} ({how}; {v.remedy})")
+    if rep.not_checked:
+        lines.append(f"- not checked ({len(rep.not_checked)} rules, figure unknown): "
+                     + ", ".join(sorted({r.rule for r in rep.not_checked})))
+    return "\n".join(lines)

@@ -20,7 +20,6 @@ from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.chips.toml import available_targets, load_profile
 from slamp_deploy.chips.verdict import FitReport, LayerFit, RuleResult, Violation
 from slamp_deploy.errors import SlampError
-from slamp_deploy.fit.search import fit_markdown
 from slamp_deploy.measure.activity import ActivityReport, LayerActivity, NeuronActivity
 from slamp_deploy.measure.energy import (
     AnnEstimate,
@@ -218,7 +217,7 @@ class FitSection:
 
     @property
     def markdown(self) -> str:
-        return fit_markdown(self.report)
+        return md.fit_markdown(self.report)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"fits": self.report.fits, "summary": self.summary, "report": self.report.to_dict(),
