@@ -27,23 +27,11 @@ from slamp_deploy.prune.plan import PruningPlan
 MIN_KEEP_FRACTION = 0.001  # find_fit_keep gives up below 0.1% of the alive weights
 
 
-def has_caps(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
-             profile: HardwareProfile) -> bool:
-    """Does the profile put any count cap on any layer (fan-in, core synapse budget)?
-
-    False where the caps cannot be mapped onto the graph (:func:`caps_blocked`).
-    """
-    try:
-        return _any_caps(geometries(graph, alive), profile)
-    except ModelError:
-        return False
-
-
 def caps_blocked(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
                  profile: HardwareProfile) -> str | None:
     """Why the profile's caps are not applied to this graph's allocation, or None.
 
-    Residual joins of currents share their caps (slamp_deploy.capped); a join the fit checker
+    Residual joins of currents share their caps (slamp_deploy.prune.allocate); a join the fit checker
     cannot map (spikes summed after the neurons, a pooled shortcut) blocks them, if there are any.
     """
     try:
@@ -54,16 +42,27 @@ def caps_blocked(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
     return None
 
 
-def _any_caps(geoms: list[LayerGeometry], profile: HardwareProfile) -> bool:
-    caps = profile_caps(geoms, profile)
+def _binds(caps: Mapping[str, LayerCaps]) -> bool:
     return any(c.fan_in_max is not None or c.group_max is not None for c in caps.values())
 
 
+def _any_caps(geoms: list[LayerGeometry], profile: HardwareProfile) -> bool:
+    return _binds(profile_caps(geoms, profile))
+
+
 def chip_caps(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
-              profile: HardwareProfile) -> ChipCaps:
-    """The profile's caps on this graph, for :func:`slamp_deploy.prune.allocate.allocate`."""
-    geoms = geometries(graph, alive)
-    return ChipCaps(layers=tuple(geoms), caps=profile_caps(geoms, profile))
+              profile: HardwareProfile) -> ChipCaps | None:
+    """The profile's caps on this graph, for :func:`slamp_deploy.prune.allocate.allocate`.
+
+    None where the profile puts no count cap (fan-in, core synapse budget) on any layer, or where
+    its caps cannot be mapped onto the graph (:func:`caps_blocked` says why).
+    """
+    try:
+        geoms = geometries(graph, alive)
+    except ModelError:
+        return None
+    caps = profile_caps(geoms, profile)
+    return ChipCaps(layers=tuple(geoms), caps=caps) if _binds(caps) else None
 
 
 def fit_keep(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],

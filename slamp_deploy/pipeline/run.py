@@ -30,7 +30,7 @@ from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
 from slamp_deploy.data import Dataset, Split, check_labels, load_digits, load_npz, split
 from slamp_deploy.errors import DataError, ModelError, SlampWarning, UsageError
-from slamp_deploy.fit.search import caps_blocked, check_masks, chip_caps, fit_keep, has_caps
+from slamp_deploy.fit.search import caps_blocked, check_masks, chip_caps, fit_keep
 from slamp_deploy.measure.activity import dense_weights, measure
 from slamp_deploy.model.graph import SpikingGraph, trace
 from slamp_deploy.model.loader import BUILTIN, LoadedModel, load_model
@@ -284,9 +284,7 @@ class PipelineContext:
                     warnings.warn(f"{self.profile.name}'s caps (fan-in, synapses per core) are "
                                   f"not applied to the allocation: {blocked}",
                                   SlampWarning, stacklevel=2)
-                caps = (chip_caps(g, alive, self.profile)
-                        if self.profile is not None and has_caps(g, alive, self.profile)
-                        else None)
+                caps = chip_caps(g, alive, self.profile) if self.profile is not None else None
                 self.allocation = allocate(
                     c.method, {la.name: la.weight for la in g.layers}, alive, target,
                     lambdas=self.lambdas, order=[la.name for la in g.layers], caps=caps)
