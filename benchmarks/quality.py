@@ -146,7 +146,7 @@ def _config(task: Task, spec: RunSpec, out: str, calib_samples: int = 256) -> Pi
 
 
 def _context(task: Task, spec: RunSpec) -> _BenchContext:
-    """Load, trace and split exactly as :func:`slamp_deploy.pipeline.run` does (no target)."""
+    """Load, trace and split exactly as :func:`slamp_deploy.pipeline.run.run` does (no target)."""
     cfg = _config(task, spec, out=os.devnull)
     cfg.validate()
     torch.manual_seed(cfg.seed)

@@ -27,7 +27,7 @@ from slamp_deploy.verify import VERIFY_SAMPLES
 
 SCHEDULES = ("oneshot", "iterative")
 #: SLAMP temporal factor: the three estimators from calibration statistics, or measured on the
-#: network (slamp_deploy.measured_lambda)
+#: network (slamp_deploy.prune.temporal)
 LAMBDA_CHOICES = (*LAMBDA_VARIANTS, "measured")
 DEFAULT_SPARSITY = 0.9
 DEVICES = ("cpu", "cuda")
