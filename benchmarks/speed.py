@@ -22,8 +22,8 @@ repetitions):
 Peak extra memory: a fresh subprocess per (model, operation) builds the model, resets the
 kernel's peak-RSS counter (``/proc/self/clear_refs``), runs the operation once and reports peak RSS
 minus RSS before (falls back to ``ru_maxrss`` deltas where the counter cannot be reset). Also the
-calibration throughput (samples x timesteps per second through :func:`slamp_deploy.prune.calibrate.calibrate`)
-and NIR export time (``to_nir`` + ``nir_bytes``).
+calibration throughput (samples x timesteps per second through
+:func:`slamp_deploy.prune.calibrate.calibrate`) and NIR export time (``to_nir`` + ``nir_bytes``).
 
 Results: ``benchmarks/results/speed.{json,csv}``, ``speed.png`` (log-log), a rich table.
 """

@@ -31,8 +31,9 @@ def caps_blocked(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
                  profile: HardwareProfile) -> str | None:
     """Why the profile's caps are not applied to this graph's allocation, or None.
 
-    Residual joins of currents share their caps (slamp_deploy.prune.allocate); a join the fit checker
-    cannot map (spikes summed after the neurons, a pooled shortcut) blocks them, if there are any.
+    Residual joins of currents share their caps (slamp_deploy.prune.allocate); a join the fit
+    checker cannot map (spikes summed after the neurons, a pooled shortcut) blocks them, if
+    there are any.
     """
     try:
         geometries(graph, alive)
