@@ -31,6 +31,11 @@ class Exporter(Protocol):
 
     name: str
     filename: str | None
+    runtime: str  # what runs the written file, as the report names it
+
+    def describe(self, path: Path) -> Mapping[str, Any]:
+        """Facts the report gives about the written file (``{}`` where there are none)."""
+        ...
 
     def unavailable(self) -> str | None:
         """None when the exporter can run here, else how to enable it."""

@@ -324,6 +324,9 @@ class LavaExporter:
 
         return write_atomically(Path(workdir) / "model.nir", lambda tmp: nir.write(tmp, graph))
 
+    def describe(self, path: Path) -> dict[str, Any]:
+        return {}
+
     def run(self, path: Path, x: np.ndarray) -> LavaResult:
         return run_lava(path, x, mode=self.mode, workdir=Path(path).parent / self.mode,
                         timeout_s=self.timeout_s, clip_percentile=self.clip_percentile)

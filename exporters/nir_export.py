@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from slamp_deploy.exporters import nir_sim, register_exporter
 from slamp_deploy.exporters._atomic import write_atomically
+from slamp_deploy.exporters.nir_graph import graph_dt
 from slamp_deploy.exporters.nir_nodes import pair
 from torch import nn
 
@@ -238,6 +239,9 @@ class NirExporter:
 
     def describe(self, path: Path) -> dict[str, Any]:
         """The facts the report gives about the written file."""
-        graph = nir.read(str(path))
-        return {"nir_version": nir.version, "dt": float(graph.metadata.get("slamp.dt", DT)),
-                "nodes": len(graph.nodes)}
+        return graph_facts(nir.read(str(path)))
+
+
+def graph_facts(graph: nir.NIRGraph) -> dict[str, Any]:
+    """The NIR version, step dt and node count of a graph, as the report gives them."""
+    return {"nir_version": nir.version, "dt": graph_dt(graph), "nodes": len(graph.nodes)}

@@ -12,7 +12,7 @@ export the NIR graph into a folder, run the file on the verification batch, comp
   semantics); the tests also run it through snnTorch's own ``import_from_nir``.
 * ONNX: the stateful single-step graph runs in onnxruntime for T steps; spikes must be
   identical and membranes within 1e-5 of the torch model.
-* Lava (targets loihi2 and loihi): the NIR file runs in Lava's Loihi 2 simulator in its own
+* Lava (the Loihi family's simulator): the NIR file runs in Lava's Loihi 2 simulator in its own
   Python 3.10 interpreter, in floating point (spikes compared with the pruned model, allowing
   Lava's one-step delay per connection layer, which the runner removes) and in Loihi's fixed
   point (8-bit weights; quantisation and clipping reported per layer, accuracy on the same
@@ -40,13 +40,13 @@ from slamp_deploy.exporters import (
     get_exporter,
     lava_export,
     nir_export,
+    nir_sim,
 )
 from slamp_deploy.model.graph import NEURON_KINDS, Op, SpikingGraph
 from slamp_deploy.model.runner import run
 
 VERIFY_SAMPLES = 64
 ONNX_ATOL = 1e-5
-LAVA_MODES = ("floating_pt", "fixed_pt")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,7 +235,7 @@ class LavaModeCheck:
         if e.get("warning"):
             note += f"; {e['warning']}"
         agree = "identical" if e["exact_match"] else f"{e['spike_agreement']:.4f}"
-        return f"| Lava {self.mode} | Loihi 2 simulator (lava-nc 0.10.0) | {agree} | {note} |"
+        return f"| Lava {self.mode} | {lava_export.LavaExporter.runtime} | {agree} | {note} |"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -281,7 +281,8 @@ class LavaCheck:
         if not d["available"]:
             return cls(available=False, how_to_enable=d["how_to_enable"])
         return cls(available=True, samples=d["samples"], accuracy_torch=d["accuracy_torch"],
-                   modes=tuple(LavaModeCheck.from_dict(m, d[m]) for m in LAVA_MODES if m in d))
+                   modes=tuple(LavaModeCheck.from_dict(m, d[m])
+                               for m in lava_export.MODES if m in d))
 
     def summary(self, samples: int) -> str:
         return self._summary()
@@ -399,6 +400,7 @@ class _Run:
     graph: Any  # the NIR graph as exported; replaced by the one read back from model.nir
     files: dict[str, bytes] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    nir_path: Path | None = None  # model.nir as written, once the NIR check has run
 
     def write(self, ex: Exporter, workdir: Path | None = None) -> Path:
         path = ex.export(self.graph, workdir or self.work, timesteps=self.timesteps)
@@ -410,10 +412,12 @@ class _Run:
 def _check_nir(r: _Run) -> NirCheck:
     ex = get_exporter("nir")
     path = r.write(ex)
+    r.nir_path = path
     r.graph = nir.read(str(path))  # the other formats start from the file as written
-    facts = ex.describe(path)  # type: ignore[attr-defined]
-    return NirCheck(file=ex.filename or path.name, runtime=ex.runtime,  # type: ignore[attr-defined]
-                    spikes=compare_spikes(r.ours, ex.run(path, r.x), r.names), **facts)
+    sim = nir_sim.simulate(r.graph, r.x)  # what NirExporter.run does, without a second read
+    return NirCheck(file=ex.filename or path.name, runtime=ex.runtime,
+                    spikes=compare_spikes(r.ours, sim, r.names),
+                    **nir_export.graph_facts(r.graph))
 
 
 def _check_onnx(r: _Run) -> OnnxCheck:
@@ -422,10 +426,9 @@ def _check_onnx(r: _Run) -> OnnxCheck:
     out = ex.run(path, r.x)
     mem_err = max(float(np.abs(out[f"{n}.mem"].reshape(r.ours[f"{n}.mem"].shape)
                                - r.ours[f"{n}.mem"]).max()) for n in r.names)
-    return OnnxCheck(file=ex.filename or path.name, runtime=ex.runtime,  # type: ignore[attr-defined]
+    return OnnxCheck(file=ex.filename or path.name, runtime=ex.runtime,
                      spikes=compare_spikes(r.ours, out, r.names), max_abs_state_error=mem_err,
-                     states_within_tolerance=mem_err <= ONNX_ATOL,
-                     **ex.describe(path))  # type: ignore[attr-defined]
+                     states_within_tolerance=mem_err <= ONNX_ATOL, **ex.describe(path))
 
 
 def _accuracy(spikes: np.ndarray, labels: np.ndarray) -> float:
@@ -458,10 +461,12 @@ def _check_lava(r: _Run) -> LavaCheck:
     if msg is not None:
         warnings.warn(msg, SlampWarning, stacklevel=3)
         return LavaCheck(available=False, how_to_enable=msg)
-    path = r.write(ex, r.work / "lava")
+    # Lava reads model.nir as written for the NIR check (its exchange files go beside it)
+    assert r.nir_path is not None, "the NIR check runs first"
+    path = r.nir_path
     ref = lava_export.reference_spikes(r.graph, r.x)
     torch_acc = _accuracy(r.ours[r.names[-1]], r.labels)
-    modes = tuple(_lava_mode(r, mode, path, ref) for mode in LAVA_MODES)
+    modes = tuple(_lava_mode(r, mode, path, ref) for mode in lava_export.MODES)
     return LavaCheck(available=True, samples=int(r.x.shape[1]), modes=modes,
                      accuracy_torch=torch_acc)
 
@@ -470,14 +475,12 @@ def _check_file(r: _Run, name: str) -> FileCheck:
     """Any other registered exporter: export, run, compare its spikes with the pruned model."""
     ex = get_exporter(name)
     msg = ex.unavailable()
-    runtime = getattr(ex, "runtime", name)
     if msg is not None:
         warnings.warn(msg, SlampWarning, stacklevel=3)
-        return FileCheck(name=name, file=ex.filename, runtime=runtime, how_to_enable=msg)
+        return FileCheck(name=name, file=ex.filename, runtime=ex.runtime, how_to_enable=msg)
     path = r.write(ex, r.work / name)
-    describe = getattr(ex, "describe", None)
-    return FileCheck(name=name, file=ex.filename or path.name, runtime=runtime,
-                     facts=dict(describe(path)) if describe else {},
+    return FileCheck(name=name, file=ex.filename or path.name, runtime=ex.runtime,
+                     facts=dict(ex.describe(path)),
                      spikes=compare_spikes(r.ours, ex.run(path, r.x), r.names))
 
 
