@@ -13,6 +13,7 @@ from slamp_deploy.chips.family import (
     Family,
     FitContext,
     Rule,
+    conv2d_layers,
     fan_in,
     layer_kinds,
     limit,
@@ -22,7 +23,7 @@ from slamp_deploy.chips.family import (
 )
 from slamp_deploy.chips.figure import Figure
 from slamp_deploy.chips.verdict import RuleResult
-from slamp_deploy.geometry import LayerGeometry, conv_params
+from slamp_deploy.geometry import conv_params
 
 __all__ = ["Akida", "AkidaRules"]
 
@@ -49,10 +50,6 @@ def _akida(ctx: FitContext) -> AkidaRules:
     return rules
 
 
-def _convs(ctx: FitContext) -> list[LayerGeometry]:
-    return [lay for lay in ctx.layers if lay.kind == "conv2d"]
-
-
 def fc_inputs_max(ctx: FitContext) -> Iterable[RuleResult]:
     fig = _akida(ctx).fc_inputs_max
     for lay, st in zip(ctx.layers, ctx.stats, strict=True):
@@ -63,7 +60,7 @@ def fc_inputs_max(ctx: FitContext) -> Iterable[RuleResult]:
 
 def conv_kernel_sizes(ctx: FitContext) -> Iterable[RuleResult]:
     fig = _akida(ctx).conv_kernel_sizes
-    for lay in _convs(ctx):
+    for lay in conv2d_layers(ctx):
         ks = lay.mask.shape[2:]
         ok = ks[0] == ks[1] and isinstance(fig.value, tuple) and ks[0] in fig.value
         yield yes_no("akida.conv_kernel_sizes", lay.name, ok, value=int(max(ks)),
@@ -74,7 +71,7 @@ def conv_kernel_sizes(ctx: FitContext) -> Iterable[RuleResult]:
 def conv_strides(ctx: FitContext) -> Iterable[RuleResult]:
     """Strides among ``conv_strides``, and above 1 only with a 3x3 kernel (AK1)."""
     fig = _akida(ctx).conv_strides
-    for lay in _convs(ctx):
+    for lay in conv2d_layers(ctx):
         ks = lay.mask.shape[2:]
         s, _p, _dl = conv_params(lay)
         ok = (
@@ -88,7 +85,7 @@ def conv_strides(ctx: FitContext) -> Iterable[RuleResult]:
 
 
 def no_dilation_or_groups(ctx: FitContext) -> Iterable[RuleResult]:
-    for lay in _convs(ctx):
+    for lay in conv2d_layers(ctx):
         _s, _p, dl = conv_params(lay)
         ok = max(dl) == 1 and lay.groups == 1
         yield yes_no("akida.no_dilation_or_groups", lay.name, ok, value=int(ok), limit=1,
@@ -98,14 +95,14 @@ def no_dilation_or_groups(ctx: FitContext) -> Iterable[RuleResult]:
 
 def conv_channels_max(ctx: FitContext) -> Iterable[RuleResult]:
     fig = _akida(ctx).conv_channels_max
-    for lay in _convs(ctx):
+    for lay in conv2d_layers(ctx):
         yield limit(fig, "akida.conv_channels_max", lay.name, lay.in_shape[0],
                     relievable=False, remedy="reduce the channels")
 
 
 def conv_input_size_max(ctx: FitContext) -> Iterable[RuleResult]:
     fig = _akida(ctx).conv_input_size_max
-    for lay in _convs(ctx):
+    for lay in conv2d_layers(ctx):
         yield limit(fig, "akida.conv_input_size_max", lay.name, max(lay.in_shape[1:]),
                     relievable=False, remedy="downsample the input")
 

@@ -31,11 +31,13 @@ from slamp_deploy.geometry import (
 )
 
 __all__ = [
+    "REMEDY",
     "RULE_WORDS",
     "Family",
     "FitContext",
     "Rule",
     "chip_cores",
+    "conv2d_layers",
     "count_caps",
     "families",
     "family_named",
@@ -48,6 +50,7 @@ __all__ = [
     "not_checked",
     "profile_caps",
     "register_family",
+    "section_of",
     "yes_no",
 ]
 
@@ -67,7 +70,7 @@ REMEDY: Mapping[str, str] = {
 @dataclass
 class FitContext:
     """What the rules of one fit check read, and the results they add (the one mutable value of
-    a check: it lives for one :func:`slamp_deploy.fit.check_fit` call)."""
+    a check: it lives for one :func:`slamp_deploy.fit.check.check_fit` call)."""
 
     profile: HardwareProfile
     layers: Sequence[LayerGeometry]  # mapped units: one per neuron population, joins merged
@@ -108,7 +111,7 @@ class Family:
     # (section name, dataclass of Figures): required iff the profile's mapper is this family
     section: ClassVar[tuple[str, type] | None] = None
     maps_joins: ClassVar[bool] = False  # residual joins are mapped onto one population
-    models_cores: ClassVar[bool] = True  # False: chip.cores is never checked
+    models_cores: ClassVar[bool] = True  # False: words chip.cores' not-checked reason
     simulators: ClassVar[tuple[str, ...]] = ()  # exporters that can run its networks
     rule_words: ClassVar[Mapping[str, str]] = {}  # rule id -> words in violation messages
     rules: ClassVar[tuple[Rule, ...]] = ()
@@ -389,6 +392,11 @@ def _core_caps(lay: LayerGeometry, f_in: int | None, taken: int, joined: bool, n
     if joined or row_cap < int(np.prod(lay.mask.shape[1:])):
         return LayerCaps(fan_in_max=row_cap if f_in is None else min(f_in, row_cap))
     return None
+
+
+def conv2d_layers(ctx: FitContext) -> list[LayerGeometry]:
+    """The mapped 2-D convolutions, for the families whose rules concern only them."""
+    return [lay for lay in ctx.layers if lay.kind == "conv2d"]
 
 
 def section_of(profile: HardwareProfile, family: type[Family]) -> Any:

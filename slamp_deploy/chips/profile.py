@@ -168,16 +168,6 @@ class HardwareProfile:
                 out.append((f"{section}.{f.name}", getattr(obj, f.name)))
         return out
 
-    def figure(self, dotted: str) -> Figure:
-        """The figure at ``section.field``; raises :class:`KeyError` when absent."""
-        section, _, name = dotted.partition(".")
-        obj = self.section(section)
-        if obj is None or not hasattr(obj, name):
-            raise KeyError(dotted)
-        fig: Figure = getattr(obj, name)
-        return fig
-        return fig
-
     @property
     def cores_per_chip(self) -> int | None:
         """Usable cores per chip, or ``None`` when unknown."""

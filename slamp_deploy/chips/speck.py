@@ -16,6 +16,7 @@ from slamp_deploy.chips.family import (
     Family,
     FitContext,
     Rule,
+    conv2d_layers,
     layer_kinds,
     limit,
     not_checked,
@@ -33,8 +34,8 @@ __all__ = ["Speck", "SpeckRules", "speck_memory"]
 _SHAPE_REMEDY = "pruning does not help; change the layer's shape"
 # The square-kernel rule and the per-core memory placements are read from sinabs (the profile's
 # SINABS source: backend/dynapcnn chips/dynapcnn.py get_constraints and mapping.py
-# LayerConstraints.fits, which take one kernel side and compare per-core memory words); they
-# were stamped V-code in fit.py and keep that confidence.
+# LayerConstraints.fits, which take one kernel side and compare per-core memory words): vendor
+# code (V-code), as tests/golden/fit/speck.json pins.
 _SINABS_CONFIDENCE = "V-code"
 
 
@@ -123,12 +124,8 @@ def out_channels_max(ctx: FitContext) -> Iterable[RuleResult]:
                     relievable=False, remedy="split the layer's output channels; " + _SHAPE_REMEDY)
 
 
-def _convs(ctx: FitContext) -> list[LayerGeometry]:
-    return [lay for lay in ctx.layers if lay.kind == "conv2d"]
-
-
 def square_kernel(ctx: FitContext) -> Iterable[RuleResult]:
-    for lay in _convs(ctx):
+    for lay in conv2d_layers(ctx):
         ks = lay.mask.shape[2:]
         yield yes_no("speck.square_kernel", lay.name, ks[0] == ks[1], value=int(ks[1]),
                      limit=int(ks[0]), confidence=_SINABS_CONFIDENCE, reason="use a square kernel")
@@ -136,7 +133,7 @@ def square_kernel(ctx: FitContext) -> Iterable[RuleResult]:
 
 def kernel_size_and_padding(ctx: FitContext) -> Iterable[RuleResult]:
     sp = _speck(ctx)
-    for lay in _convs(ctx):
+    for lay in conv2d_layers(ctx):
         _s, p, _dl = conv_params(lay)
         yield limit(sp.kernel_size_max, "speck.kernel_size_max", lay.name,
                     max(lay.mask.shape[2:]), relievable=False, remedy="use a smaller kernel")
@@ -146,7 +143,7 @@ def kernel_size_and_padding(ctx: FitContext) -> Iterable[RuleResult]:
 
 def strides(ctx: FitContext) -> Iterable[RuleResult]:
     fig = _speck(ctx).strides
-    for lay in _convs(ctx):
+    for lay in conv2d_layers(ctx):
         s, _p, _dl = conv_params(lay)
         ok = isinstance(fig.value, tuple) and all(x in fig.value for x in s)
         yield yes_no("speck.strides", lay.name, ok, value=max(s), limit=max(s),
@@ -154,7 +151,7 @@ def strides(ctx: FitContext) -> Iterable[RuleResult]:
 
 
 def dilation_groups(ctx: FitContext) -> Iterable[RuleResult]:
-    for lay in _convs(ctx):
+    for lay in conv2d_layers(ctx):
         _s, _p, dl = conv_params(lay)
         if max(dl) > 1 or lay.groups > 1:
             yield not_checked("speck.dilation_groups", lay.name,
@@ -163,7 +160,7 @@ def dilation_groups(ctx: FitContext) -> Iterable[RuleResult]:
 
 def map_sizes(ctx: FitContext) -> Iterable[RuleResult]:
     sp = _speck(ctx)
-    for lay in _convs(ctx):
+    for lay in conv2d_layers(ctx):
         yield limit(sp.input_size_max, "speck.input_size_max", lay.name, max(lay.in_shape[1:]),
                     relievable=False, remedy="downsample the input")
         yield limit(sp.output_size_max, "speck.output_size_max", lay.name,

@@ -12,10 +12,10 @@ The caps form a laminar family (every weight's caps are nested):
 * **fan_in** -- at most ``F`` kept per weight row (linear: an output neuron's incoming row;
   conv: an output channel's kernel, which bounds the fan-in of every neuron of that channel).
 * **core_synapses** -- at most ``B`` kept per group of rows mapped to one core. For linear
-  layers the groups are exactly :func:`slamp_deploy.fit.core_starts` of the neuron-count mapping
-  that :func:`slamp_deploy.fit.check_fit` uses; for conv layers (whose kernels serve neurons on
-  several cores) the budget becomes a per-row cap of ``B // neurons_per_core``, which bounds any
-  core's synapses the same way.
+  layers the groups are exactly :func:`slamp_deploy.geometry.core_starts` of the neuron-count
+  mapping that :func:`slamp_deploy.fit.check.check_fit` uses; for conv layers (whose kernels
+  serve neurons on several cores) the budget becomes a per-row cap of
+  ``B // neurons_per_core``, which bounds any core's synapses the same way.
 * **layer** -- at most ``L`` kept in the layer (``extra_caps`` only).
 * **global** -- at most ``keep`` kept in total.
 
@@ -306,7 +306,7 @@ def allocate_capped(
         scores: per layer name, an array of the weight's shape; higher = more important, 0 for an
             already-pruned weight (never kept). Weights whose ``layer.mask`` is False are never
             kept either.
-        layers: the layers, as built for :func:`slamp_deploy.fit.check_fit`.
+        layers: the layers, as built for :func:`slamp_deploy.fit.check.check_fit`.
         caps: the chip's caps per layer name (``profile_caps``; ``None``: only ``keep`` and
             ``extra_caps``).
         keep: global number of weights to keep; ``None`` = as many as the caps allow.

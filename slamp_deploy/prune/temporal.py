@@ -99,7 +99,8 @@ _STATE = ("mem", "syn")
 
 
 def _step(graph: SpikingGraph, h: torch.Tensor) -> torch.Tensor:
-    """One step through the graph (as :func:`slamp_deploy.runner.run` does); output membrane."""
+    """One step through the graph (as :func:`slamp_deploy.model.runner.run` does); the output
+    membrane."""
     last = graph.output_op
     h = step(graph, h)
     if last.kind in NEURON_KINDS:
