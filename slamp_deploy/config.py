@@ -4,9 +4,9 @@ metadata holds each option's help text, argparse choices and (where it differs f
 
 The command line (:mod:`slamp_deploy.cli.options`) builds its parsers from these fields, and the
 choices come from the modules that own them (``data.ENCODINGS``, ``model.runner.READOUTS``,
-``prune.calibrate.TIMESTEP_WEIGHTS``, ``prune.scores``), so a default, a choice or a help text is
-written in one place. Help texts may use argparse's ``%(default)s``, which shows the field's
-default.
+``prune.calibrate.TIMESTEP_WEIGHTS``, ``prune.methods.available_methods``), so a default, a
+choice or a help text is written in one place. Help texts may use argparse's ``%(default)s``,
+which shows the field's default.
 """
 
 from __future__ import annotations

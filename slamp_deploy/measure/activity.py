@@ -9,8 +9,9 @@ definitions follow NeuroBench 2.3 where one exists (``ConnectionSparsity``, ``Ac
 * a weight is *kept* when it is non-zero (NeuroBench binarises the weight itself, so masks must be
   permanent, i.e. pruned weights exact zeros, before counting: the pipeline's are);
 * a synaptic operation is one (non-zero input, kept synapse) pair: every input event times its kept
-  outgoing synapses. For a conv layer the per-input fan-out comes from the layer's own forward with
-  the binary kernel (padding, stride, dilation and groups included), not from an estimate;
+  outgoing synapses. The per-input fan-out is the fit check's own exact count
+  (:func:`slamp_deploy.geometry.layer_stats`: padding, stride, dilation and groups included), not
+  an estimate;
 * an input whose values all lie in {-1, 0, 1} is *spiking* and its operations are accumulates
   (``Effective_ACs``); any other input (the direct-encoded first layer, average-pooled spikes) is
   graded and its operations are multiply-accumulates (``Effective_MACs``). NeuroBench decides this

@@ -21,13 +21,12 @@ import torch
 from slamp_deploy.errors import UsageError
 from slamp_deploy.model.graph import SpikingGraph
 from slamp_deploy.report.markdown import render_markdown
-from slamp_deploy.report.model import RunReport
+from slamp_deploy.report.model import SCHEMA, RunReport
 
 __all__ = ["MARKER", "check_out_dir", "write_outputs"]
 
 #: written into every output folder, so a later run knows the folder is one it may replace
 MARKER = ".slamp-deploy-output"
-_REPORT_SCHEMA = "slamp-deploy/report"
 
 
 def check_out_dir(out: str) -> None:
@@ -64,7 +63,7 @@ def _is_ours(folder: Path) -> bool:
     if (folder / MARKER).is_file() or not any(folder.iterdir()):
         return True
     try:
-        return json.loads((folder / "report.json").read_text()).get("schema") == _REPORT_SCHEMA
+        return json.loads((folder / "report.json").read_text()).get("schema") == SCHEMA
     except (OSError, ValueError, AttributeError):
         return False
 

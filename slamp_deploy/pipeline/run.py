@@ -132,14 +132,13 @@ def resolve_timesteps(cfg: PipelineConfig, ds: Dataset) -> int:
     return 8
 
 
-def run(cfg: PipelineConfig, *, progress: ProgressFactory | None = None,
-        after_retrain: Callable[[PipelineContext], None] | None = None) -> PipelineResult:
+def run(cfg: PipelineConfig, *, progress: ProgressFactory | None = None) -> PipelineResult:
     """Run the whole pipeline and write its outputs into ``cfg.out`` (atomically)."""
     cfg.validate()
     check_out_dir(cfg.out)
     world = distributed.init(cfg.device, cfg.dist_timeout)
     try:
-        return _run(cfg, world, progress, after_retrain)
+        return _run(cfg, world, progress)
     finally:
         distributed.shutdown(world)
 
@@ -166,8 +165,8 @@ def prepare(cfg: PipelineConfig) -> tuple[LoadedModel, SpikingGraph, Split, int]
     return loaded, graph, parts, T
 
 
-def _run(cfg: PipelineConfig, world: distributed.World, progress: ProgressFactory | None,
-         after_retrain: Callable[[PipelineContext], None] | None) -> PipelineResult:
+def _run(cfg: PipelineConfig, world: distributed.World,
+         progress: ProgressFactory | None) -> PipelineResult:
     if cfg.epochs > 0:
         distributed.check_batch(cfg.batch_size, world)
     prog: ProgressFactory = progress or _no_progress
@@ -186,8 +185,6 @@ def _run(cfg: PipelineConfig, world: distributed.World, progress: ProgressFactor
         ctx.prune_and_recover()
         if world.is_main:  # fit check, reports and export are cheap and write files: rank 0
             deployed = ctx.deploy()
-        if after_retrain is not None:
-            after_retrain(ctx)
     messages = [str(w.message) for w in caught if issubclass(w.category, SlampWarning)]
     for w in caught:  # hand everything back to the caller's warning filters
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -195,8 +192,7 @@ def _run(cfg: PipelineConfig, world: distributed.World, progress: ProgressFactor
     report = ctx.build_report(deployed, messages)
     out = Path(cfg.out).resolve()
     if world.is_main:  # only rank 0 writes
-        with timer.stage("report_html"):
-            ctx.extra_files.update(render_files(report))  # from the final report
+        ctx.extra_files.update(render_files(report))  # from the final report
         out = write_outputs(out, report, graph, ctx.extra_files)
     return PipelineResult(report=report, out_dir=out, graph=graph, masks=ctx.masks)
 
