@@ -14,11 +14,3 @@ def test_readme_tables_are_current() -> None:
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
 
-
-def test_readme_tables_list_every_method_and_target() -> None:
-    from slamp_deploy.chips import available_targets
-    from slamp_deploy.prune.methods import available_methods
-
-    text = (ROOT / "README.md").read_text()
-    for name in (*available_methods(), *available_targets()):
-        assert f"| `{name}` |" in text, name

@@ -190,7 +190,6 @@ class NeuronSpec:
     tensors, scalar or per neuron; decays clamped to [0, 1] as snnTorch applies them). The NIR
     side's twin, read from NIR nodes, is ``exporters.neuron_step.NeuronParams``."""
 
-    kind: str  # "leaky" or "synaptic"
     beta: torch.Tensor
     threshold: torch.Tensor
     reset_mechanism: str
@@ -203,7 +202,7 @@ def neuron_spec(op: Op) -> NeuronSpec:
     m = op.module
     assert m is not None
     return NeuronSpec(
-        kind=op.kind, beta=m.beta.detach().clamp(0, 1).cpu().float(),
+        beta=m.beta.detach().clamp(0, 1).cpu().float(),
         threshold=m.threshold.detach().cpu().float(), reset_mechanism=m.reset_mechanism,
         reset_delay=bool(m.reset_delay),
         alpha=m.alpha.detach().clamp(0, 1).cpu().float() if op.kind == "synaptic" else None)

@@ -10,6 +10,7 @@ import torch
 
 from slamp_deploy.data import Dataset, encode
 from slamp_deploy.distributed import all_reduce_sum, current, shard_indices
+from slamp_deploy.errors import UsageError
 from slamp_deploy.model.graph import NEURON_KINDS, SYNAPTIC_KINDS, Op, SpikingGraph, neuron_spec
 from slamp_deploy.model.runner import loss, run
 from slamp_deploy.prune.temporal import impulse_response, temporal_factor
@@ -61,8 +62,6 @@ def calibrate(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: s
     last layer's input current on one labelled batch, normalised to max 1; otherwise uniform.
     """
     if timestep_weights not in TIMESTEP_WEIGHTS:
-        from slamp_deploy.errors import UsageError
-
         raise UsageError(f"--timestep-weights {timestep_weights!r}: choose one of "
                          f"{', '.join(TIMESTEP_WEIGHTS)}")
     layer_at = {la.op_index: la.name for la in graph.layers}

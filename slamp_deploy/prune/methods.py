@@ -21,6 +21,7 @@ temporal importance :math:`\lambda_l \ge 1` (:mod:`slamp_deploy.prune.temporal`)
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal, TypeVar
@@ -249,13 +250,7 @@ class Erk(DensityMethod):
 
 
 def _sizes(shapes: Mapping[str, tuple[int, ...]], names: Sequence[str]) -> dict[str, int]:
-    out = {}
-    for n in names:
-        size = 1
-        for d in shapes[n]:
-            size *= d
-        out[n] = size
-    return out
+    return {n: math.prod(shapes[n]) for n in names}
 
 
 def _clip01(v: float) -> float:

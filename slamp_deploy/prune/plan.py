@@ -33,31 +33,6 @@ class LayerPlan:
     caps: LayerCaps | None = None  # the caps applied (None: not capped)
     mask: np.ndarray | None = field(default=None, repr=False)  # bool, read-only; None: magnitude
 
-    @property
-    def density(self) -> float:
-        return self.n_kept / self.n_weights if self.n_weights else 0.0
-
-    @property
-    def sparsity(self) -> float:
-        return 1.0 - self.density
-
-    def to_dict(self) -> dict[str, object]:
-        c = self.caps
-        return {
-            "name": self.name,
-            "n_weights": self.n_weights,
-            "n_alive": self.n_alive,
-            "n_kept": self.n_kept,
-            "binding": self.binding,
-            "refused": {lvl: n for lvl, n in self.refused},
-            "caps": None if c is None else {
-                "fan_in_max": c.fan_in_max,
-                "groups": None if c.group_starts is None else len(c.group_starts),
-                "group_max": c.group_max,
-                "layer_max": c.layer_max,
-            },
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class PruningPlan:
@@ -86,17 +61,3 @@ class PruningPlan:
     def masks(self) -> dict[str, np.ndarray]:
         """The exact masks of the layers that carry one (all of them when capped)."""
         return {lay.name: lay.mask for lay in self.layers if lay.mask is not None}
-
-    @property
-    def sparsity(self) -> float:
-        return 1.0 - self.n_kept / self.n_weights if self.n_weights else 0.0
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "method": self.method,
-            "keep_requested": self.keep_requested,
-            "n_kept": self.n_kept,
-            "n_weights": self.n_weights,
-            "n_alive": self.n_alive,
-            "layers": [lay.to_dict() for lay in self.layers],
-        }
