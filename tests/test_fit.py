@@ -287,3 +287,27 @@ def test_every_family_has_a_golden_model() -> None:
     from tests.golden.regenerate import FAMILY_MODELS
 
     assert set(mapper_names()) <= set(FAMILY_MODELS)
+
+
+def test_string_conv_padding_reaches_the_fit_check_as_numbers() -> None:
+    """padding="same"/"valid" are turned into numbers once, for the fit check and the activity
+    counts alike (the fit check used to get the characters of the string)."""
+    import snntorch as snn
+    import torch
+    from torch import nn
+
+    from slamp_deploy.fit.from_graph import geometries
+    from slamp_deploy.geometry import layer_stats
+    from slamp_deploy.measure.activity import connectivity
+    from slamp_deploy.model.graph import trace
+    from slamp_deploy.prune.masks import alive_masks
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding="same"), snn.Leaky(beta=0.5, init_hidden=True),
+                          nn.Conv2d(2, 2, 3, padding="valid"),
+                          snn.Leaky(beta=0.5, init_hidden=True))
+    g = trace(model, (1, 6, 6))
+    same, valid = geometries(g, alive_masks(g))
+    assert same.padding == (1, 1) and valid.padding == (0, 0)
+    fan_in, _, _ = connectivity(g.layers[0], (1, 6, 6))
+    assert torch.equal(fan_in, torch.from_numpy(layer_stats(same).fan_in))
+    assert int(fan_in.max()) == 9 and int(fan_in.min()) == 4  # corners see 2x2 of the kernel

@@ -15,7 +15,14 @@ import torch
 from slamp_deploy.errors import ModelError
 from slamp_deploy.geometry import IDENTITY, LayerGeometry
 from slamp_deploy.geometry import INPUT as INPUT_SOURCE
-from slamp_deploy.model.graph import ADD, INPUT, NEURON_KINDS, SYNAPTIC_KINDS, SpikingGraph
+from slamp_deploy.model.graph import (
+    ADD,
+    INPUT,
+    NEURON_KINDS,
+    SYNAPTIC_KINDS,
+    Layer,
+    SpikingGraph,
+)
 
 __all__ = ["geometries"]
 
@@ -118,14 +125,38 @@ def geometries(graph: SpikingGraph, masks: Mapping[str, torch.Tensor], *,
     out = []
     for la in graph.layers:
         op = graph.ops[la.op_index]
-        m = la.module
-        conv = la.kind != "linear"
+        stride, padding, dilation, groups = ((), (), (), 1) if la.kind == "linear" else \
+            conv_attributes(la)
         out.append(LayerGeometry(
             name=la.name, kind=la.kind, in_shape=tuple(op.in_shape), out_shape=tuple(op.out_shape),
             mask=masks[la.name].detach().cpu().numpy().astype(bool),
             neuron_shape=tuple(la.neuron.out_shape) if la.neuron is not None else (),
-            stride=tuple(m.stride) if conv else (),  # type: ignore[arg-type]
-            padding=tuple(m.padding) if conv else (),  # type: ignore[arg-type]
-            dilation=tuple(m.dilation) if conv else (),  # type: ignore[arg-type]
-            groups=int(m.groups) if conv else 1))  # type: ignore[arg-type]
+            stride=stride, padding=padding, dilation=dilation, groups=groups))
     return out if graph.is_chain or not wiring else _dag_wiring(graph, out)
+
+
+def conv_attributes(layer: Layer) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int]:
+    """``(stride, padding, dilation, groups)`` of a conv layer as the counting reads them: torch's
+    ``padding="same"``/``"valid"`` turned into numbers, and only zero padding accepted (the fit
+    check and the activity counts both count padded positions as absent inputs).
+
+    Raises:
+        ModelError: a padding mode other than zeros, or ``"same"`` padding that is uneven.
+    """
+    m = layer.module
+    kernel = tuple(layer.weight.shape[2:])
+    stride, dilation = tuple(m.stride), tuple(m.dilation)  # type: ignore[arg-type]
+    if m.padding_mode != "zeros":
+        raise ModelError(f"layer {layer.name!r}: padding_mode = {m.padding_mode!r}: connectivity "
+                         f"is counted with zero padding; use padding_mode='zeros'")
+    padding = m.padding
+    if isinstance(padding, str):
+        total = [0 if padding == "valid" else d * (k - 1)
+                 for d, k in zip(dilation, kernel, strict=True)]
+        if any(t % 2 for t in total):
+            raise ModelError(f"layer {layer.name!r}: padding='same' pads unevenly for kernel "
+                             f"{kernel}; connectivity counts symmetric padding; give explicit "
+                             f"padding")
+        padding = tuple(t // 2 for t in total)
+    return (stride, tuple(int(p) for p in padding),  # type: ignore[union-attr]
+            dilation, int(m.groups))  # type: ignore[arg-type]

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from slamp_deploy.data import Dataset, encode
-from slamp_deploy.errors import DataError, ModelError
+from slamp_deploy.errors import DataError
+from slamp_deploy.fit.from_graph import conv_attributes
 from slamp_deploy.geometry import LayerGeometry, layer_stats, with_masks
 from slamp_deploy.model.graph import NEURON_KINDS, Layer, Op, SpikingGraph, reset_state
 from slamp_deploy.model.runner import run
@@ -323,33 +324,14 @@ def _geometry(layer: Layer, in_shape: tuple[int, ...], mask: np.ndarray) -> Laye
     if layer.kind == "linear":
         return LayerGeometry(name=layer.name, kind="linear", in_shape=(mask.shape[1],),
                              out_shape=(mask.shape[0],), mask=mask, neuron_shape=())
-    m = layer.module
     kernel = mask.shape[2:]
-    stride, dilation = tuple(m.stride), tuple(m.dilation)  # type: ignore[arg-type]
-    if m.padding_mode != "zeros":
-        raise ModelError(f"layer {layer.name!r}: padding_mode = {m.padding_mode!r}: connectivity "
-                         f"is counted with zero padding; use padding_mode='zeros'")
-    pad = _padding(m.padding, kernel, dilation, layer.name)  # type: ignore[arg-type]
+    stride, pad, dilation, groups = conv_attributes(layer)
     spatial = tuple((i + 2 * p - d * (k - 1) - 1) // s + 1
                     for i, p, d, k, s in zip(in_shape[1:], pad, dilation, kernel, stride,
                                              strict=True))
     return LayerGeometry(name=layer.name, kind=layer.kind, in_shape=in_shape,
                          out_shape=(mask.shape[0], *spatial), mask=mask, neuron_shape=(),
-                         stride=stride, padding=pad, dilation=dilation,
-                         groups=int(m.groups))  # type: ignore[arg-type]
-
-
-def _padding(padding: str | tuple[int, ...], kernel: tuple[int, ...],
-             dilation: tuple[int, ...], name: str) -> tuple[int, ...]:
-    if not isinstance(padding, str):
-        return tuple(int(p) for p in padding)
-    if padding == "valid":
-        return (0,) * len(kernel)
-    total = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]  # padding="same"
-    if any(t % 2 for t in total):
-        raise ModelError(f"layer {name!r}: padding='same' pads unevenly for kernel {kernel}; "
-                         f"connectivity counts symmetric padding; give explicit padding")
-    return tuple(t // 2 for t in total)
+                         stride=stride, padding=pad, dilation=dilation, groups=groups)
 
 
 def parameter_count(model: torch.nn.Module) -> int:
