@@ -8,13 +8,13 @@ package stays cheap (and torch-free)."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Exporter", "available_exporters", "get_exporter", "register_exporter"]
+__all__ = ["Exporter", "available_exporters", "check_known", "get_exporter", "register_exporter"]
 
 # name -> module that registers it; a new built-in exporter adds its line here
 _BUILTIN = {"nir": "nir_export", "onnx": "onnx_export", "lava": "lava_export"}
@@ -76,12 +76,18 @@ def available_exporters() -> tuple[str, ...]:
     return (*_BUILTIN, *(n for n in _REGISTRY if n not in _BUILTIN))
 
 
-def get_exporter(name: str, **options: Any) -> Exporter:
-    """The exporter registered as ``name``, made with ``options`` (e.g. Lava's mode)."""
-    _load_builtins()
-    if name not in _REGISTRY:
+def check_known(names: Sequence[str]) -> None:
+    """Raise ExportError naming the first of ``names`` that is not a registered exporter."""
+    known = available_exporters()
+    unknown = [n for n in names if n not in known]
+    if unknown:
         from slamp_deploy.errors import ExportError
 
-        raise ExportError(f"exporter {name!r} is unknown; known exporters: "
-                          f"{', '.join(available_exporters())}")
+        raise ExportError(f"exporter {unknown[0]!r} is unknown; known exporters: "
+                          f"{', '.join(known)}")
+
+
+def get_exporter(name: str, **options: Any) -> Exporter:
+    """The exporter registered as ``name``, made with ``options`` (e.g. Lava's mode)."""
+    check_known((name,))
     return _REGISTRY[name](**options)

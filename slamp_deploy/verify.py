@@ -36,7 +36,7 @@ from slamp_deploy.data import encode
 from slamp_deploy.errors import ExportError, SlampWarning
 from slamp_deploy.exporters import (
     Exporter,
-    available_exporters,
+    check_known,
     get_exporter,
     lava_export,
     nir_export,
@@ -503,11 +503,7 @@ def verify_exports(graph: SpikingGraph, batch: VerificationBatch, *, timesteps: 
     if not exporters or exporters[0] != "nir":
         raise ExportError(f"exporters {exporters!r}: the NIR export must come first, the other "
                           "formats are made from its file")
-    known = available_exporters()
-    unknown = [n for n in exporters if n not in known]
-    if unknown:
-        raise ExportError(f"exporter {unknown[0]!r} is unknown; known exporters: "
-                          f"{', '.join(known)}")
+    check_known(exporters)  # before any export work
     nir_graph = nir_export.to_nir(graph, timesteps=timesteps, encoding=encoding, readout=readout)
     with tempfile.TemporaryDirectory() as d:
         r = _Run(x=batch.x, labels=batch.labels, ours=torch_states(graph, batch.x),
