@@ -10,7 +10,12 @@ STAMP  := $(VENV)/.installed
 LAVA_VENV  := .venv-lava
 LAVA_STAMP := $(LAVA_VENV)/.installed
 
-.PHONY: all install demo test test-fast lava-env lint golden bench-quality bench-quality-full bench-speed clean
+# norse, sinabs, rockpool, spyx and snnTorch for the NIR interop tests: their pins conflict with
+# the main environment's, so they have their own interpreter too.
+INTEROP_VENV  := .venv-interop
+INTEROP_STAMP := $(INTEROP_VENV)/.installed
+
+.PHONY: all install demo test test-fast lava-env interop-env lint golden bench-quality bench-quality-full bench-speed clean
 
 all: install
 
@@ -31,10 +36,16 @@ $(LAVA_STAMP): scripts/lava-env.sh
 
 lava-env: $(LAVA_STAMP)
 
+$(INTEROP_STAMP): scripts/interop-env.sh requirements-interop.lock
+	bash scripts/interop-env.sh $(INTEROP_VENV)
+	touch $(INTEROP_STAMP)
+
+interop-env: $(INTEROP_STAMP)
+
 demo: install lava-env
 	$(VENV)/bin/slamp-deploy --target loihi2
 
-test: install lava-env
+test: install lava-env interop-env
 	$(PY) -m pytest -q
 
 test-fast: install
@@ -58,4 +69,4 @@ golden: install
 	$(PY) -m tests.golden.regenerate
 
 clean:
-	rm -rf $(VENV) $(LAVA_VENV) slamp-out
+	rm -rf $(VENV) $(LAVA_VENV) $(INTEROP_VENV) slamp-out
