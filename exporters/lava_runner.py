@@ -294,7 +294,11 @@ def _connect_branches(net: _Net, st: Stage, mat: sp.csr_matrix, neuron: Any
             conn = Sparse(weights=weights, name=f"syn_{st.name}_{tag}", **kw)
         (net.source.s_out if src is None else net.outs[src]).connect(conn.s_in)
         conn.a_out.connect(neuron.a_in)
-        branches.append({"source": tag, "wait": wait, "nnz_per_sample": part.nnz})
+        # what the process holds: Sparse keeps a CSR matrix, so pruned (zero) weights are not
+        # stored and cost no synaptic operation; the energy estimate assumes exactly that
+        branches.append({"source": tag, "wait": wait, "nnz_per_sample": part.nnz,
+                         "process": type(conn).__name__,
+                         "stored_weights": int(conn.weights.init.nnz)})
     return branches
 
 

@@ -29,7 +29,9 @@ def _profile(synop: Figure, spike: Figure, update: Figure, static: Figure,
         p, name=name,
         energy=dataclasses.replace(p.energy, synop_pj=synop, spike_pj=spike,
                                    neuron_update_pj=update, static_w=static),
-        timing=dataclasses.replace(p.timing, timestep_s=step))
+        timing=dataclasses.replace(p.timing, timestep_s=step,
+                                   step_floor_s=_fig(None, "s", "unknown"),
+                                   synop_time_s=_fig(None, "s", "unknown")))
 
 
 def _activity() -> ActivityReport:
@@ -104,7 +106,9 @@ def test_unknown_figure_is_omitted_and_flagged() -> None:
                  _fig(0.1, "W", "V"), _fig(None, "s", "unknown"))
     e = estimate(_activity(), p)
     assert e.omitted == ("spikes", "static")
-    assert e.missing == ("energy.spike_pj", "timing.timestep_s")  # static_w itself is known
+    # static_w itself is known: the step time is not (no tick, no step-time model)
+    assert e.missing == ("energy.spike_pj", "timing.synop_time_s", "timing.timestep_s")
+    assert any(n.startswith("static: a step time") for n in e.needs)
     assert e.status == "partial" and not e.plain
     assert e.total_j == pytest.approx(800e-12 + 70e-12)
     assert e.display().startswith(">= ") and "partial" in e.display()
@@ -154,15 +158,70 @@ def test_shipped_profiles_never_show_a_bare_number_on_weak_figures() -> None:
     for name in ("loihi2", "truenorth", "speck", "loihi", "spinnaker"):
         e = estimate(a, load_profile(name))
         for t in e.terms:
-            if any(f.confidence in ("U", "unknown") for _, f in t.figures):
+            known = [f for _, f in t.figures if f.as_float() is not None]
+            if not known:
+                assert t.omitted, (name, t.name)
+            if any(f.confidence == "U" for f in known):
                 assert t.omitted or t.unverified, (name, t.name)
         if not e.plain:
             assert e.display() == "unknown" or "(" in e.display(), name
-    # Loihi 2 publishes no per-event energy and no timestep: nothing can be computed
+
+
+def test_loihi2_has_every_term_with_a_range_from_the_research_figures() -> None:
+    a = _activity()
     e = estimate(a, load_profile("loihi2"))
-    assert e.status == "unknown"
-    assert set(e.missing) == {"energy.synop_pj", "energy.spike_pj", "energy.neuron_update_pj",
-                              "timing.timestep_s"}
+    assert e.status == "complete" and e.plain and e.confidence == "S"
+    terms = {t.name: t for t in e.terms}
+    # SynOps per sample 80 at 24 [7-38] pJ; 6 spikes at 1.7 [1.7-10]; 14 updates at 80 [50-110]
+    assert (terms["synops"].energy_j, terms["synops"].low_j, terms["synops"].high_j) == (
+        pytest.approx(80 * 24e-12), pytest.approx(80 * 7e-12), pytest.approx(80 * 38e-12))
+    assert terms["spikes"].high_j == pytest.approx(6 * 10e-12)
+    assert terms["neuron_updates"].low_j == pytest.approx(14 * 50e-12)
+    # latency: busiest core = fc1, 70 SynOps per sample / 2 steps on one core (4 neurons <= 8192
+    # per core): 1.0 ns x 35 = 35 ns < the 1.8 us floor -> 2 steps x 1.8 us = 3.6 us [3.5-3.6 us]
+    lat = e.latency
+    assert lat is not None and lat.basis == "step-time model"
+    assert lat.busiest is not None and lat.busiest.layer == "fc1"
+    assert lat.busiest.synops_per_step == pytest.approx(35)
+    assert lat.total_s == pytest.approx(3.6e-6) and lat.low_s == pytest.approx(3.5e-6)
+    # static 0.30 [0.17-0.38] W x 3.6 [3.5-3.6] us
+    assert terms["static"].energy_j == pytest.approx(0.30 * 3.6e-6)
+    assert terms["static"].low_j == pytest.approx(0.17 * 3.5e-6)
+    assert terms["static"].high_j == pytest.approx(0.38 * 3.6e-6)
+    assert e.low_j == pytest.approx(sum(t.low_j for t in e.terms))
+    for t in e.terms:
+        assert t.low_j <= t.energy_j <= t.high_j, t.name
+        assert t.confidence in ("V", "D", "S"), t.name
+        assert all(f.source for _, f in t.figures)
+    assert "[" in e.display() and "[" in e.short()
+
+
+def test_step_time_model_uses_the_fit_checks_cores_and_grows_with_synops() -> None:
+    p = load_profile("loihi2")
+    big = dataclasses.replace(_activity(), layers=tuple(
+        dataclasses.replace(la, synops_ac=tuple(x * 100_000 for x in la.synops_ac))
+        for la in _activity().layers))
+    e1 = estimate(big, p)
+    # fc1: 5e6 SynOps per sample over 2 steps = 2.5e6 per step on one core -> 2.5 ms per step
+    # (plus 10 MACs per step)
+    assert e1.latency is not None and e1.latency.step_s == pytest.approx(2.5e6 * 1e-9, rel=1e-4)
+    assert e1.latency.high_s == pytest.approx(2 * 2.5e6 * 1.21e-9, rel=1e-4)
+    e4 = estimate(big, p, layer_cores={"fc1": 4, "fc2": 1})
+    assert e4.latency is not None and e4.latency.busiest is not None
+    assert e4.latency.busiest.cores_from == "fit check"
+    assert e4.latency.step_s == pytest.approx(2.5e6 / 4 * 1e-9, rel=1e-4)
+
+
+def test_fixed_tick_latency_and_unknown_latency() -> None:
+    e = estimate(_activity(), load_profile("truenorth"))
+    assert e.latency is not None and e.latency.basis == "fixed tick"
+    assert e.latency.total_s == pytest.approx(2e-3)
+    static = next(t for t in e.terms if t.name == "static")
+    assert static.energy_j == pytest.approx(0.065 * 2e-3)
+    assert static.low_j == pytest.approx(0.042 * 2e-3)
+    e = estimate(_activity(), load_profile("speck"))
+    assert e.latency is not None and e.latency.total_s is None
+    assert e.latency.display() == "unknown" and e.latency.caveats
 
 
 def test_format_energy() -> None:
@@ -192,3 +251,87 @@ def test_energy_subcommand_unknown_target(capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err
     assert err.startswith("error: --targets: unknown target 'nochip'") and "speck" in err
     assert err.count("\n") == 1
+
+
+def _bad_profile(tmp_path, old: str, new: str):  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    text = Path(load_profile("loihi2").path).read_text()
+    assert old in text
+    f = tmp_path / "bad.toml"
+    f.write_text(text.replace(old, new, 1))
+    return f
+
+
+@pytest.mark.parametrize(("new", "field", "why"), [
+    ("value = -24, low = 7, high = 38", "energy.synop_pj.value", "non-negative"),
+    ("value = nan, low = 7, high = 38", "energy.synop_pj.value", "non-negative"),
+    ("value = 24, low = -inf, high = 38", "energy.synop_pj.low", "non-negative"),
+    ("value = 24, low = 7, high = inf", "energy.synop_pj.high", "non-negative"),
+    ("value = 24, low = 40, high = 38", "energy.synop_pj.low", "must not exceed"),
+    ("value = 50, low = 7, high = 38", "energy.synop_pj.value", "must lie within"),
+])
+def test_bad_energy_figures_are_refused_at_load_naming_the_field(tmp_path, new: str, field: str,
+                                                                  why: str) -> None:
+    from slamp_deploy.errors import ProfileError
+
+    f = _bad_profile(tmp_path, "value = 24, low = 7, high = 38", new)
+    with pytest.raises(ProfileError, match=rf"bad.toml: {field} = .*{why}"):
+        load_profile(f)
+
+
+def test_bounds_are_refused_off_energy_and_timing_figures(tmp_path) -> None:
+    from slamp_deploy.errors import ProfileError
+
+    f = _bad_profile(tmp_path, "weight_bits = { value = 8,", "weight_bits = { value = 8, low = 7,")
+    with pytest.raises(ProfileError, match=r"precision.weight_bits.low = 7: bounds are only"):
+        load_profile(f)
+    f = _bad_profile(tmp_path, 'timestep_s = { confidence = "unknown"',
+                     'timestep_s = { low = 1e-3, confidence = "unknown"')
+    with pytest.raises(ProfileError, match=r"timing.timestep_s.low = 0.001: bounds need a value"):
+        load_profile(f)
+
+
+def test_bounds_round_trip_through_dump_profile() -> None:
+    from slamp_deploy.chips.toml import _parse, dump_profile
+
+    p = load_profile("loihi2")
+    back = _parse(dump_profile(p).encode(), "x.toml", "x.toml")
+    assert back.energy == p.energy and back.timing == p.timing
+    assert back.energy.synop_pj.bounds() == (7.0, 38.0)
+
+
+def test_report_card_terminal_and_json_show_the_pruned_loihi2_range_and_latency() -> None:
+    import json
+    from pathlib import Path
+
+    from slamp_deploy.measure.latency import format_time
+    from slamp_deploy.report.html import render_html
+    from slamp_deploy.report.model import RunReport
+
+    golden = Path(__file__).resolve().parent / "golden" / "run" / "report.json"
+    d = json.loads(golden.read_text())
+    d["timings_s"] = {"total": 1.0}  # the golden leaves out what differs between runs
+    d["environment"] = {"python": "3.11", "torch": "2", "device": "cpu", "threads": 2}
+    rep = RunReport.from_dict(d)
+    assert rep.energy is not None and rep.energy.primary is not None
+    est = rep.energy.primary.pruned
+    assert rep.energy.primary.name == "loihi2" and est.status == "complete"
+    assert est.low_j is not None and est.high_j is not None
+    assert est.low_j < (est.total_j or 0) < est.high_j
+    page = render_html(rep, {})
+    card = page.split("<div class='cards'>", 1)[1].split("</div></div></div>", 3)
+    cards = "".join(card)
+    assert "energy on loihi2 (pruned)" in cards
+    assert format_energy(est.total_j or 0) in cards
+    assert f"range {est.range().strip()[1:-1]}" in cards
+    lat = est.latency
+    assert lat is not None and lat.total_s is not None
+    assert "latency on loihi2" in cards and format_time(lat.total_s) in cards
+    summary = d["energy"]["summary"].splitlines()
+    assert summary[0].startswith("energy on loihi2: ") and est.range() in summary[0]
+    assert summary[1].startswith(f"latency on loihi2: {lat.display()}")
+    assert "static energy" in summary[1]
+    j = d["energy"]["targets"]["loihi2"]["pruned"]
+    assert j["low_j"] == est.low_j and j["latency"]["basis"] == "step-time model"
+    assert "Sparse" in d["energy"]["connection"]

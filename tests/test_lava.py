@@ -161,6 +161,26 @@ def test_floating_pt_linear_net_is_spike_exact(tmp_path: Path) -> None:
 
 @pytest.mark.lava
 @needs_lava
+def test_pruned_weights_are_not_stored_on_the_connection(tmp_path: Path) -> None:
+    """The energy estimate charges only kept synapses: the export's connections must be Lava's
+    Sparse (CSR, zeros absent), not Dense, which keeps pruned weights on the chip."""
+    mods = _linear_net()
+    path = _write(mods, (20,), tmp_path)
+    n = 3
+    x = np.random.default_rng(3).uniform(0, 1.5, (T, n, 20)).astype(np.float32)
+    res = lava_export.run_lava(path, x, "floating_pt", tmp_path, timeout_s=120)
+    kept = [int((m.weight != 0).sum()) for m in mods if isinstance(m, nn.Linear)]
+    total = [m.weight.numel() for m in mods if isinstance(m, nn.Linear)]
+    assert all(k < t for k, t in zip(kept, total, strict=True))  # the net is pruned
+    for layer, k in zip(res.stats["layers"], kept, strict=True):
+        (branch,) = layer["branches"]
+        assert branch["process"] == "Sparse"
+        assert branch["nnz_per_sample"] == k
+        assert branch["stored_weights"] == n * k  # N copies, each holding only the kept ones
+
+
+@pytest.mark.lava
+@needs_lava
 def test_floating_pt_conv_net_block_diagonal_is_spike_exact(tmp_path: Path) -> None:
     path = _write(_conv_net(), (1, 8, 8), tmp_path)
     x = np.random.default_rng(4).uniform(0, 2.5, (T, 5, 1, 8, 8)).astype(np.float32)

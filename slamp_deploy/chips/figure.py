@@ -54,6 +54,10 @@ class Figure:
     note: str = ""
     unlimited: bool = False
     alternatives: tuple[Alternative, ...] = ()
+    # bounds of a numeric figure (energy and timing): ``None`` when the source gives none, and
+    # then the figure counts as exact (low = high = value); the loader keeps low <= value <= high
+    low: float | None = None
+    high: float | None = None
 
     @property
     def known(self) -> bool:
@@ -77,13 +81,24 @@ class Figure:
             return None
         return float(self.value)
 
+    def bounds(self) -> tuple[float, float] | None:
+        """``(low, high)`` of a known numeric figure (the value itself where no bound is
+        published), else ``None``."""
+        v = self.as_float()
+        if v is None:
+            return None
+        return (v if self.low is None else self.low, v if self.high is None else self.high)
+
     def describe(self) -> str:
         """Short rendering, e.g. ``"128 count (V-code)"`` or ``"unknown"``."""
         if self.unlimited:
             return f"no limit ({self.confidence})"
         if self.value is None:
             return "unknown"
-        return f"{render_value(self.value)} {self.unit} ({self.confidence})"
+        b = self.bounds()
+        rng = ("" if b is None or (self.low is None and self.high is None) else
+               f" [{render_value(b[0])}-{render_value(b[1])}]")
+        return f"{render_value(self.value)}{rng} {self.unit} ({self.confidence})"
 
 
 

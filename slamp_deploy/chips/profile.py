@@ -97,9 +97,13 @@ class LayerSupport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Timing:
-    """Time base."""
+    """Time base: a fixed tick where the chip has one, else a step-time model (Loihi 2):
+    ``max(step_floor_s, synop_time_s x SynOps per step on the busiest core)``."""
 
-    timestep_s: Figure = field(metadata={"unit": "s", "kind": "number"})
+    timestep_s: Figure = field(metadata={"unit": "s", "kind": "number"})  # fixed tick
+    # optional (a profile without them has no step-time model), so older profiles still load
+    step_floor_s: Figure = field(metadata={"unit": "s", "kind": "number", "optional": True})
+    synop_time_s: Figure = field(metadata={"unit": "s", "kind": "number", "optional": True})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,7 +31,8 @@ from slamp_deploy.errors import ProfileError, UnknownTargetError
 __all__ = ["available_targets", "describe_targets", "dump_profile", "load_profile"]
 
 _TOP_KEYS = ("schema_version", "name", "description", "mapper", "sources")
-_FIGURE_KEYS = ("value", "confidence", "source", "note", "unlimited", "alternatives")
+_FIGURE_KEYS = ("value", "confidence", "source", "note", "unlimited", "alternatives", "low",
+                "high")
 _ALT_KEYS = ("value", "confidence", "source", "note")
 _LAYER_KINDS = ("linear", "conv1d", "conv2d")
 _ENCODINGS = ("loihi1_blocks", "count", "crossbar", "shape_only", "none")
@@ -191,6 +192,10 @@ def _build_section(table: Any, cls: type, section: str, fname: str) -> Any:
     values: dict[str, Figure] = {}
     for f in dataclasses.fields(cls):
         dotted = f"{section}.{f.name}"
+        if f.name not in table and f.metadata.get("optional"):
+            values[f.name] = Figure(value=None, unit=f.metadata["unit"], confidence="unknown",
+                                    source="not given in the profile")
+            continue
         if f.name not in table:
             raise ProfileError(
                 f"{fname}: missing {dotted} (a table with value, confidence, source; "
@@ -234,15 +239,47 @@ def _build_figure(raw: Any, dotted: str, meta: Mapping[str, str], fname: str) ->
     unlimited = raw.get("unlimited", False)
     if not isinstance(unlimited, bool):
         raise field_error(fname, f"{dotted}.unlimited", unlimited, "must be true or false")
+    value = _figure_value(raw, conf, unlimited, dotted, meta["kind"], fname)
+    low, high = _bounds(raw, value, dotted, meta["kind"], fname)
     return Figure(
-        value=_figure_value(raw, conf, unlimited, dotted, meta["kind"], fname),
+        value=value,
         unit=meta["unit"],
         source=source,
         confidence=conf,
         note=note,
         unlimited=unlimited,
         alternatives=_alternatives(raw, dotted, meta["kind"], fname),
+        low=low,
+        high=high,
     )
+
+
+def _bounds(raw: Mapping[str, Any], value: Value | None, dotted: str, kind: str, fname: str
+            ) -> tuple[float | None, float | None]:
+    """The optional ``low``/``high`` of an energy or timing figure: finite, non-negative, and
+    ``low <= value <= high``; the energy report turns them into each term's range."""
+    if "low" not in raw and "high" not in raw:
+        return None, None
+    if kind not in ("energy", "number"):
+        key = "low" if "low" in raw else "high"
+        raise field_error(fname, f"{dotted}.{key}", raw[key],
+                          "bounds are only allowed on energy and timing figures")
+    if value is None:
+        key = "low" if "low" in raw else "high"
+        raise field_error(fname, f"{dotted}.{key}", raw[key],
+                          "bounds need a value (a central figure) beside them")
+    out: dict[str, float] = {}
+    for key in ("low", "high"):
+        if key in raw:
+            out[key] = float(_check_value(raw[key], "energy", f"{dotted}.{key}", fname))
+    lo, hi, v = out.get("low", float(value)), out.get("high", float(value)), float(value)
+    if lo > hi:
+        raise field_error(fname, f"{dotted}.low", raw.get("low"),
+                          f"must not exceed {dotted}.high = {hi!r}")
+    if not lo <= v <= hi:
+        raise field_error(fname, f"{dotted}.value", raw["value"],
+                          f"must lie within {dotted}.low = {lo!r} and {dotted}.high = {hi!r}")
+    return out.get("low"), out.get("high")
 
 
 def _figure_value(raw: Mapping[str, Any], conf: str, unlimited: bool, dotted: str, kind: str,
@@ -398,6 +435,10 @@ def _figure_toml(fig: Figure) -> str:
         parts.append("unlimited = true")
     parts.append(f"confidence = {_toml_str(fig.confidence)}")
     parts.append(f"source = {_toml_str(fig.source)}")
+    if fig.low is not None:
+        parts.append(f"low = {_toml_value(fig.low)}")
+    if fig.high is not None:
+        parts.append(f"high = {_toml_value(fig.high)}")
     if fig.note:
         parts.append(f"note = {_toml_str(fig.note)}")
     if fig.alternatives:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from slamp_deploy.measure.activity import ActivityReport
-    from slamp_deploy.measure.energy import EnergyTerm
+    from slamp_deploy.measure.energy import EnergyEstimate, EnergyTerm
     from slamp_deploy.pipeline.energy import EnergyComparison
 
 DEFAULT_TARGETS = "loihi2,truenorth,speck"
@@ -76,8 +76,9 @@ def _table(cmp: EnergyComparison) -> Table:
 
     from slamp_deploy.measure.energy import format_energy
 
-    t = Table(title="energy per inference (one sample, all timesteps)")
-    for col in ("target", "SynOps", "spikes", "updates", "static", "total", "status"):
+    t = Table(title="energy and latency per inference (one sample, all timesteps)")
+    for col in ("target", "SynOps", "spikes", "updates", "static", "total", "range",
+                "latency", "status"):
         t.add_column(col, justify="left" if col in ("target", "status") else "right")
     for row in cmp.rows:
         est = row.estimate
@@ -87,14 +88,27 @@ def _table(cmp: EnergyComparison) -> Table:
             + ("" if est.plain else " *"))
         status = est.status + (", unverified" if est.unverified else "")
         t.add_row(row.target, *(_cell(terms[k]) for k in ("synops", "spikes", "neuron_updates",
-                                                          "static")), total, status)
+                                                          "static")), total,
+                  est.range().strip()[1:-1] or "-", _latency_cell(est), status)
     t.add_section()
     ref = cmp.reference
     t.add_row("ANN 45 nm", f"{format_energy(ref.ann_j)} (D)", "-", "-", "-",
-              format_energy(ref.ann_j), "reference")
+              format_energy(ref.ann_j), "-", "-", "reference")
     t.add_row("SNN 45 nm", f"{format_energy(ref.snn_j)} (D)", "-", "-", "-",
-              format_energy(ref.snn_j), "reference")
+              format_energy(ref.snn_j), "-", "-", "reference")
     return t
+
+
+def _latency_cell(est: EnergyEstimate) -> str:
+    from slamp_deploy.measure.latency import format_time
+
+    lat = est.latency
+    if lat is None or lat.total_s is None:
+        return "unknown"
+    rng = ("" if lat.low_s is None or lat.high_s is None or lat.low_s == lat.high_s
+           else f" [{format_time(lat.low_s)}-{format_time(lat.high_s)}]")
+    basis = "tick" if lat.basis == "fixed tick" else "model"
+    return f"{format_time(lat.total_s)}{rng} ({basis}, {lat.confidence})"
 
 
 def run_energy(argv: Sequence[str]) -> int:
@@ -102,18 +116,25 @@ def run_energy(argv: Sequence[str]) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    from slamp_deploy.measure.energy import CONNECTION
     from slamp_deploy.pipeline.energy import compare_energy
 
     args = energy_parser().parse_args(argv)
     cmp = compare_energy(options.to_config(args), parse_targets(args.targets))
     con = Console()
+    if not con.is_terminal:  # piped or captured: wide enough for every column, no folding
+        con = Console(width=200)
     con.print(escape(_activity_line(cmp.activity)), soft_wrap=True)
     con.print(_table(cmp))
-    con.print("Each cell: energy (weakest confidence of its figures). * not plain fact: a "
-              "partial total omits terms whose figure is unknown (a lower bound); an "
-              "unverified one rests on U figures. 45 nm reference: ANN = MACs x 4.6 pJ, SNN = "
-              "Effective_MACs x 4.6 pJ + Effective_ACs x 0.9 pJ (Horowitz, ISSCC 2014). "
-              "Routing hops are not modelled.", soft_wrap=True)
+    con.print("Each cell: energy (weakest confidence of its figures); range: the sum of the "
+              "terms' low and high bounds; latency: steps x step time, from a fixed tick "
+              "(tick) or the step-time model (model: max(step floor, time per synop x SynOps "
+              "per step on the busiest core), compute-bound); static = static power x latency. "
+              "* not plain fact: a partial total omits terms whose figure is unknown (a lower "
+              "bound); an unverified one rests on U figures. 45 nm reference: ANN = MACs x 4.6 "
+              "pJ, SNN = Effective_MACs x 4.6 pJ + Effective_ACs x 0.9 pJ (Horowitz, ISSCC "
+              "2014). Routing hops are not modelled. " + CONNECTION[0].upper() + CONNECTION[1:]
+              + ".", soft_wrap=True)
     for row in cmp.rows:
         if row.estimate.flags:
             con.print(escape(f"  {row.target}: " + "; ".join(row.estimate.flags)),

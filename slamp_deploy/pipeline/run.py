@@ -347,7 +347,10 @@ class PipelineContext:
             activity = self._measure_activity()
             energy = energy_section(activity.dense, activity.pruned,
                                     target_profiles(self.profile),
-                                    chips_used=None if fit is None else fit.report.chips_used)
+                                    chips_used=None if fit is None else fit.report.chips_used,
+                                    layer_cores=None if fit is None else {
+                                        lf.name: lf.cores for lf in fit.report.layers
+                                        if lf.cores})
         with self.timer.stage("export"):
             export = self._verify_exports()
         return Deployed(fit=fit, activity=activity, energy=energy, export=export)

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 
 from slamp_deploy.measure.energy import format_energy
+from slamp_deploy.measure.latency import format_time
 from slamp_deploy.report.format import format_count, pct_change
 from slamp_deploy.report.markdown import render_markdown
 from slamp_deploy.report.model import SCHEMA_VERSION, RunReport
@@ -144,11 +145,21 @@ def _cards(report: RunReport) -> str:
     primary = None if report.energy is None else report.energy.primary
     if primary is not None:
         est = primary.pruned
-        cards.append((f"energy on {primary.name}",
+        rng = est.range().strip()
+        cards.append((f"energy on {primary.name} (pruned)",
                       "unknown" if est.total_j is None else
                       ((">= " if est.status == "partial" else "")
                        + format_energy(est.total_j) + ("" if est.plain else " *")),
-                      "per inference" + ("" if est.plain else "; * see caveats")))
+                      (f"range {rng[1:-1]} " if rng else "") + "per inference"
+                      + ("" if est.plain else "; * see caveats")))
+        if est.latency is not None:
+            lat = est.latency
+            cards.append((f"latency on {primary.name}",
+                          "unknown" if lat.total_s is None else format_time(lat.total_s),
+                          f"per inference ({lat.basis})" + (
+                              f", range {format_time(lat.low_s)}-{format_time(lat.high_s)}"
+                              if lat.low_s is not None and lat.high_s is not None
+                              and lat.low_s != lat.high_s else "")))
     if report.fit is not None:
         rep = report.fit.report
         cards.append(("fit", "fits" if rep.fits else "does not fit",

@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from slamp_deploy.measure.activity import ActivityReport
-from slamp_deploy.measure.energy import ANN_45NM, AnnEstimate, EnergyEstimate, format_energy
+from slamp_deploy.measure.energy import (
+    ANN_45NM,
+    AnnEstimate,
+    EnergyEstimate,
+    format_energy,
+    format_range,
+)
+from slamp_deploy.measure.latency import LatencyEstimate, format_time
 from slamp_deploy.report.format import format_count, pct_change
 
 if TYPE_CHECKING:
@@ -171,6 +178,8 @@ def energy_summary(ests: Sequence[TargetEstimates], ref_d: AnnEstimate,
         else:
             lines.append(f"energy on {name}: {ep.short()} per inference (dense "
                          f"{ed.short()}){why}")
+        lines.append(f"latency on {name}: {_latency(ep.latency)} per inference"
+                     + _static_phrase(ep))
     lines.append(f"45 nm reference per inference: ANN of the same shape "
                  f"{format_energy(ref_p.ann_j)}, SNN dense {format_energy(ref_d.snn_j)} -> "
                  f"pruned {format_energy(ref_p.snn_j)}")
@@ -187,20 +196,46 @@ def _j(v: float | None) -> str:
     return "unknown" if v is None else format_energy(v)
 
 
+def _latency(lat: LatencyEstimate | None) -> str:
+    return "unknown" if lat is None else lat.display()
+
+
+def _static_phrase(est: EnergyEstimate) -> str:
+    st = next((t for t in est.terms if t.name == "static"), None)
+    if st is None or st.energy_j is None:
+        return "; static energy unknown"
+    rng = ("" if st.low_j is None or st.high_j is None or st.low_j == st.high_j
+           else f" [{format_range(st.low_j, st.high_j)}]")
+    return f"; static energy {format_energy(st.energy_j)}{rng}"
+
+
+def _term_range(t: Any) -> str:
+    if t.energy_j is None or t.low_j is None or t.high_j is None:
+        return ""
+    return "" if t.low_j == t.high_j else format_range(t.low_j, t.high_j)
+
+
 def energy_markdown(ests: Sequence[TargetEstimates], ref_d: AnnEstimate, ref_p: AnnEstimate,
-                    not_modelled: Sequence[str]) -> str:
+                    not_modelled: Sequence[str], connection: str = "") -> str:
     """The energy section of report.md: the target's terms and layers, every target, 45 nm."""
     lines = ["## Energy per inference", ""]
+    if connection:
+        lines += [f"Connection type assumed: {_md(connection)}.", ""]
     if ests:
         lines += _target_energy(*ests[0])
-        lines += ["", "All targets (a total is shown as plain fact only when every term is "
-                  "known and none rests on an unverified figure):", "",
-                  "| target | dense | pruned | weakest figure used | caveats |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "All targets, central value [low-high] (a total is shown as plain fact "
+                  "only when every term is known and none rests on an unverified figure):", "",
+                  "| target | dense | pruned | latency (pruned) | weakest figure used | "
+                  "caveats |", "|---|---|---|---|---|---|"]
         for name, ed, ep in ests:
             conf = ep.confidence if ep.total_j is not None else "-"
-            lines.append(f"| {name} | {ed.display()} | {ep.display()} | {conf} | "
+            lines.append(f"| {name} | {ed.display()} | {ep.display()} | "
+                         f"{_latency(ep.latency)} | {conf} | "
                          f"{_md('; '.join(ep.flags)) or '-'} |")
+        needs = [f"{name}: {'; '.join(ep.needs)}" for name, _, ep in ests if ep.needs]
+        if needs:
+            lines += ["", "What an omitted term would take:", ""]
+            lines += [f"- {_md(n)}" for n in needs]
     mac, ac = ANN_45NM["mac_pj"], ANN_45NM["ac_pj"]
     lines += ["", f"45 nm reference ({_md(mac.source)}; MAC {mac.value} pJ, AC "
               f"{ac.value} pJ, confidence {mac.confidence}):", "",
@@ -219,8 +254,9 @@ def _target_energy(name: str, ed: EnergyEstimate, ep: EnergyEstimate) -> list[st
     lines += [f"- **caveat**: {f}" for f in ep.flags]
     if ep.flags:
         lines.append("")
-    lines += ["| term | count per inference | figure | value | confidence | source | "
-              "energy |", "|---|---|---|---|---|---|---|"]
+    lines += _latency_lines(ep.latency)
+    lines += ["| term | count per inference | figure | value [low-high] | confidence | source "
+              "| energy | range |", "|---|---|---|---|---|---|---|---|"]
     for t in ep.terms:
         for i, (key, fig) in enumerate(t.figures):
             count = ("" if i else "unknown" if t.count is None
@@ -229,7 +265,7 @@ def _target_energy(name: str, ed: EnergyEstimate, ep: EnergyEstimate) -> list[st
                                    _j(t.energy_j) + (" (unverified)" if t.unverified else ""))
             lines.append(f"| {t.name if not i else ''} | {count} | {key} | "
                          f"{fig.describe()} | {fig.confidence} | {_md(_source(fig))} | "
-                         f"{energy} |")
+                         f"{energy} | {'' if i else _term_range(t)} |")
     lines += ["", f"Per layer on {name} (pruned; static power is chip-wide):", "",
               "| layer | SynOps | spikes | neuron updates | E SynOps | E spikes | "
               "E updates | total |", "|---|---|---|---|---|---|---|---|"]
@@ -238,6 +274,21 @@ def _target_energy(name: str, ed: EnergyEstimate, ep: EnergyEstimate) -> list[st
                      f"{la.neuron_updates:,} | {_j(la.synops_j)} | {_j(la.spikes_j)} | "
                      f"{_j(la.neuron_updates_j)} | {_j(la.energy_j)} |")
     return lines
+
+
+def _latency_lines(lat: LatencyEstimate | None) -> list[str]:
+    if lat is None:
+        return []
+    lines = [f"Latency per inference: **{lat.display()}**, {lat.timesteps} steps"
+             + ("" if lat.step_s is None else f" of {format_time(lat.step_s)}") + "."]
+    if lat.busiest is not None and lat.basis == "step-time model":
+        b = lat.busiest
+        lines.append(f"The step-time model (max(timing.step_floor_s, timing.synop_time_s x "
+                     f"SynOps per step on the busiest core)) charges layer {b.layer}: "
+                     f"{b.synops_per_step:,.4g} SynOps per step on each of its {b.cores} "
+                     f"cores ({b.cores_from}).")
+    lines += [f"- {_md(c)}" for c in lat.caveats]
+    return [*lines, ""]
 
 
 def _source(fig: Any) -> str:

@@ -22,6 +22,7 @@ from slamp_deploy.chips.verdict import FitReport, LayerFit, RuleResult, Violatio
 from slamp_deploy.errors import SlampError
 from slamp_deploy.measure.activity import ActivityReport, LayerActivity, NeuronActivity
 from slamp_deploy.measure.energy import (
+    CONNECTION,
     AnnEstimate,
     EnergyEstimate,
     EnergyTerm,
@@ -29,6 +30,7 @@ from slamp_deploy.measure.energy import (
     ann_estimate,
     estimate,
 )
+from slamp_deploy.measure.latency import BusiestCore, LatencyEstimate
 from slamp_deploy.report import markdown as md
 from slamp_deploy.verify import ExportSection
 
@@ -367,6 +369,7 @@ class EnergySection:
 
     PER: ClassVar[str] = "inference: one sample, all timesteps"
     UNIT: ClassVar[str] = "J"
+    CONNECTION: ClassVar[str] = CONNECTION
 
     target: str | None
     flags: tuple[str, ...]  # caveats of the run's target's pruned total (empty: plain fact)
@@ -390,7 +393,7 @@ class EnergySection:
     @property
     def markdown(self) -> str:
         return md.energy_markdown(self._ests(), self.reference_dense, self.reference_pruned,
-                                  self.not_modelled)
+                                  self.not_modelled, self.CONNECTION)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -398,6 +401,7 @@ class EnergySection:
             "markdown": self.markdown,
             "per": self.PER,
             "unit": self.UNIT,
+            "connection": self.CONNECTION,
             "target": self.target,
             "flags": list(self.flags),
             "targets": {t.name: t.to_dict() for t in self.targets},
@@ -431,12 +435,16 @@ def target_profiles(primary: HardwareProfile | None,
 
 def energy_section(dense: ActivityReport, pruned: ActivityReport,
                    profiles: Sequence[HardwareProfile], *,
-                   chips_used: int | None = None) -> EnergySection:
+                   chips_used: int | None = None,
+                   layer_cores: Mapping[str, int] | None = None) -> EnergySection:
     """The report's ``energy`` section: every profile in ``profiles`` (the first is the run's
-    target), dense and pruned, and the 45 nm reference."""
-    targets = tuple(TargetEnergy(name=p.name, description=p.description, profile_sha256=p.sha256,
-                                 dense=estimate(dense, p), pruned=estimate(pruned, p))
-                    for p in profiles)
+    target, whose fit check's ``layer_cores`` place the step-time model's busiest core), dense
+    and pruned, and the 45 nm reference."""
+    targets = tuple(
+        TargetEnergy(name=p.name, description=p.description, profile_sha256=p.sha256,
+                     dense=estimate(dense, p, layer_cores=None if i else layer_cores),
+                     pruned=estimate(pruned, p, layer_cores=None if i else layer_cores))
+        for i, p in enumerate(profiles))
     not_modelled = (
         "routing hops: hop counts need a placement (Loihi's per-hop figures are in a note)",
         "static power is for one chip" + (f" (the fit check uses {chips_used})"
@@ -471,7 +479,8 @@ def _figure(key: str, d: Mapping[str, Any], profile: HardwareProfile | None) -> 
     figure is taken when it is the same figure (``81`` renders as ``81``, not ``81.0``)."""
     fig = Figure(value=d["value"], unit=d["unit"], source=d["source"],
                  confidence=d["confidence"], note=d.get("note", ""),
-                 alternatives=tuple(Alternative(**a) for a in d.get("alternatives", ())))
+                 alternatives=tuple(Alternative(**a) for a in d.get("alternatives", ())),
+                 low=d.get("low"), high=d.get("high"))
     if profile is not None:
         section, field_name = key.split(".")
         shipped: Figure = getattr(getattr(profile, section), field_name)
@@ -482,7 +491,7 @@ def _figure(key: str, d: Mapping[str, Any], profile: HardwareProfile | None) -> 
 
 def _figure_key(f: Figure) -> tuple[Any, ...]:
     """What report.json keeps of a figure (alternatives without their notes)."""
-    return (f.as_float(), f.unit, f.source, f.confidence, f.note,
+    return (f.as_float(), f.unit, f.source, f.confidence, f.note, f.low, f.high,
             tuple((a.value, a.confidence, a.source) for a in f.alternatives))
 
 
@@ -490,12 +499,25 @@ def _estimate(d: Mapping[str, Any], profile: HardwareProfile | None) -> EnergyEs
     """An EnergyEstimate from its ``to_dict()``."""
     terms = tuple(EnergyTerm(t["name"], t["count"], t["count_unit"],
                              tuple((k, _figure(k, f, profile)) for k, f in t["figures"].items()),
-                             t["energy_j"]) for t in d["terms"])
+                             t["energy_j"], t["low_j"], t["high_j"]) for t in d["terms"])
     layers = tuple(LayerEnergy(la["name"], la["synops"], la["spikes"], la["neuron_updates"],
                                la["synops_j"], la["spikes_j"], la["neuron_updates_j"])
                    for la in d["layers"])
     return EnergyEstimate(target=d["target"], label=d["label"], timesteps=d["timesteps"],
-                          terms=terms, layers=layers)
+                          terms=terms, layers=layers, latency=_latency(d["latency"], profile))
+
+
+def _latency(d: Mapping[str, Any] | None, profile: HardwareProfile | None
+             ) -> LatencyEstimate | None:
+    """A LatencyEstimate from its ``to_dict()``."""
+    if d is None:
+        return None
+    b = d["busiest_core"]
+    return LatencyEstimate(
+        target=d["target"], timesteps=d["timesteps"], basis=d["basis"], step_s=d["step_s"],
+        step_low_s=d["step_low_s"], step_high_s=d["step_high_s"],
+        figures=tuple((k, _figure(k, f, profile)) for k, f in d["figures"].items()),
+        busiest=None if b is None else BusiestCore(**b), caveats=tuple(d["caveats"]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -165,13 +165,19 @@ def _plot_synops(report: RunReport) -> bytes | None:
 
 def _target_bar(ax: Any, y: int, lo: float, d: EnergyEstimate, p: EnergyEstimate) -> None:
     if p.total_j is None:
-        ax.text(lo, y, "  unknown: no published figure for any term", va="center",
+        ax.text(lo, y, "  unknown: no term could be computed", va="center",
                 fontsize=7.5, color="#777777")
         return
     hatch = "" if p.plain else "///"
     ax.barh(y + 0.2, d.total_j or 0, 0.4, color=DENSE_C, hatch=hatch, left=0)
     ax.barh(y - 0.2, p.total_j, 0.4, color=PRUNED_C, hatch=hatch, left=0, edgecolor="white")
-    ax.text(p.total_j, y - 0.2, f" {p.short()}", va="center", fontsize=7.5)
+    for off, est in ((0.2, d), (-0.2, p)):  # the low-high range as a whisker
+        if est.total_j and est.low_j and est.high_j and est.low_j < est.high_j:
+            ax.errorbar(est.total_j, y + off, xerr=[[est.total_j - est.low_j],
+                                                    [est.high_j - est.total_j]],
+                        fmt="none", ecolor="#333333", elinewidth=0.8, capsize=2)
+    ax.text(max(p.total_j, p.high_j or 0), y - 0.2, f" {p.short()}", va="center",
+            fontsize=7.5)
 
 
 def _plot_energy_targets(report: RunReport) -> bytes | None:
@@ -183,7 +189,8 @@ def _plot_energy_targets(report: RunReport) -> bytes | None:
     ax = fig.add_subplot()
     ann = en.reference_pruned.ann_j
     snn_d, snn_p = en.reference_dense.snn_j, en.reference_pruned.snn_j
-    known = [v for t in rows for v in (t.dense.total_j, t.pruned.total_j) if v]
+    known = [v for t in rows for v in (t.dense.total_j, t.pruned.total_j, t.dense.low_j,
+                                       t.pruned.low_j) if v]
     known += [v for v in (ann, snn_d, snn_p) if v]
     lo = min(known) / 3 if known else 1e-9
     n = len(rows) + 2
@@ -204,7 +211,8 @@ def _plot_energy_targets(report: RunReport) -> bytes | None:
     ax.set_yticks(ys, labels, fontsize=8)
     ax.set_xscale("log")
     ax.set_xlim(left=lo)
-    ax.set_xlabel("J per inference (log scale); hatched: partial or unverified")
+    ax.set_xlabel("J per inference (log scale); whiskers: low-high range; hatched: partial or "
+                  "unverified")
     from matplotlib.patches import Patch
 
     ax.legend(handles=[Patch(color=DENSE_C, label="dense"),
