@@ -15,7 +15,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from slamp_deploy.measure.activity import dense_weights, measure
 from slamp_deploy.model.graph import SpikingGraph, trace
 from slamp_deploy.model.loader import BUILTIN, LoadedModel, load_model
 from slamp_deploy.model.runner import check_readout
-from slamp_deploy.pipeline.outputs import check_out_dir, write_outputs
+from slamp_deploy.pipeline.inputs import check_paths
+from slamp_deploy.pipeline.outputs import check_out_dir, out_lock, write_outputs
 from slamp_deploy.prune.allocate import allocate
 from slamp_deploy.prune.calibrate import TemporalStats, calibrate
 from slamp_deploy.prune.masks import Masks, alive_masks, apply_masks, masks_from_plan
@@ -134,13 +135,23 @@ def resolve_timesteps(cfg: PipelineConfig, ds: Dataset) -> int:
 
 def run(cfg: PipelineConfig, *, progress: ProgressFactory | None = None) -> PipelineResult:
     """Run the whole pipeline and write its outputs into ``cfg.out`` (atomically)."""
+    check_run(cfg)
+    # only rank 0 writes, so only rank 0 locks --out against a second run
+    lock = out_lock(cfg.out) if distributed.env_world()[0] == 0 else nullcontext()
+    with lock:
+        world = distributed.init(cfg.device, cfg.dist_timeout)
+        try:
+            return _run(cfg, world, progress)
+        finally:
+            distributed.shutdown(world)
+
+
+def check_run(cfg: PipelineConfig) -> None:
+    """Every check that needs no loading: the options, the input paths and ``--out``, before
+    any work starts."""
     cfg.validate()
     check_out_dir(cfg.out)
-    world = distributed.init(cfg.device, cfg.dist_timeout)
-    try:
-        return _run(cfg, world, progress)
-    finally:
-        distributed.shutdown(world)
+    check_paths(cfg)
 
 
 def prepare(cfg: PipelineConfig) -> tuple[LoadedModel, SpikingGraph, Split, int]:
@@ -468,4 +479,4 @@ def _r(v: float) -> float:
     return float(round(float(v), 6))
 
 
-__all__ = ["Deployed", "PipelineContext", "PipelineResult", "run"]
+__all__ = ["Deployed", "PipelineContext", "PipelineResult", "check_run", "run"]
