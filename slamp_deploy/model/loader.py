@@ -7,6 +7,7 @@ import importlib.util
 import io
 import pickle
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slamp_deploy.errors import ModelError
+from slamp_deploy.errors import ModelError, SlampWarning
 
 BUILTIN = "builtin:digits"
 
@@ -126,8 +127,10 @@ def _guarded(spec: str, doing: str, where: str) -> Iterator[None]:
                          f"fix the file or its factory") from None
     finally:
         sys.argv = argv
-        if not failed:  # what it printed is the user's, but stdout is ours (the summary)
-            sys.stderr.write(said.getvalue())
+        lines = [ln for ln in said.getvalue().splitlines() if ln.strip()]
+        if not failed and lines:  # stdout is ours (the summary): say what it printed, once
+            warnings.warn(f"--model {spec!r}: {doing} printed {len(lines)} line(s), not shown "
+                          f"(the first: {lines[0][:80]!r})", SlampWarning, stacklevel=3)
 
 
 def load_weights(model: nn.Module, path: str) -> None:

@@ -28,10 +28,11 @@ from slamp_deploy.chips.family import family_of
 from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
-from slamp_deploy.data import Dataset, Split, check_labels, load_digits, load_npz, split
+from slamp_deploy.data import Dataset, Split, check_labels, encode, load_digits, load_npz, split
 from slamp_deploy.errors import DataError, ModelError, SlampWarning, UsageError
 from slamp_deploy.fit.search import caps_blocked, check_masks, chip_caps, fit_keep
 from slamp_deploy.measure.activity import dense_weights, measure
+from slamp_deploy.model.forward_check import check_against_forward
 from slamp_deploy.model.graph import SpikingGraph, trace
 from slamp_deploy.model.loader import BUILTIN, LoadedModel, load_model
 from slamp_deploy.model.runner import check_readout
@@ -173,7 +174,24 @@ def prepare(cfg: PipelineConfig) -> tuple[LoadedModel, SpikingGraph, Split, int]
         check_labels(ev, graph.n_outputs)
     parts = split(ds, eval_fraction=cfg.eval_fraction, calib_samples=cfg.calib_samples,
                   seed=cfg.seed, eval_ds=ev, split_seed=cfg.split_seed)
+    check_traced(graph, parts.calib, T, cfg)
     return loaded, graph, parts, T
+
+
+#: calibration samples the traced graph is compared on with the user's forward
+FORWARD_CHECK_SAMPLES = 8
+
+
+def check_traced(graph: SpikingGraph, calib: Dataset, timesteps: int, cfg: PipelineConfig) -> None:
+    """The traced graph must give exactly what the user's forward gives on a calibration batch
+    (before any pruning), so a forward the tracer misread is refused, not pruned."""
+    n = min(FORWARD_CHECK_SAMPLES, len(calib))
+    xb = calib.x[:, :n] if calib.sequence else calib.x[:n]
+    device = next(graph.model.parameters()).device
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x_seq = encode(xb.to(device), timesteps, cfg.encoding, sequence=calib.sequence,
+                   generator=gen)
+    check_against_forward(graph, x_seq)
 
 
 def _run(cfg: PipelineConfig, world: distributed.World,
@@ -185,14 +203,14 @@ def _run(cfg: PipelineConfig, world: distributed.World,
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
 
-    with timer.stage("load"):
-        profile = load_profile(cfg.target)
-        loaded, graph, parts, T = prepare(cfg)
-    ctx = PipelineContext(cfg=cfg, loaded=loaded, graph=graph, parts=parts, timesteps=T,
-                          timer=timer, progress=prog, profile=profile, world=world)
     deployed = Deployed()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SlampWarning)
+        with timer.stage("load"):  # loading warns too (e.g. a model file that prints)
+            profile = load_profile(cfg.target)
+            loaded, graph, parts, T = prepare(cfg)
+        ctx = PipelineContext(cfg=cfg, loaded=loaded, graph=graph, parts=parts, timesteps=T,
+                              timer=timer, progress=prog, profile=profile, world=world)
         ctx.prune_and_recover()
         if world.is_main:  # fit check, reports and export are cheap and write files: rank 0
             deployed = ctx.deploy()
