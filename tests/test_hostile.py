@@ -576,3 +576,66 @@ def test_a_dead_runs_lock_and_temp_folders_are_cleaned(world, capsys) -> None:
     assert rc == 1 and "random.pt: not a checkpoint" in stderr, stderr
     assert not lock.exists() and not any(p.exists() for p in stale)
     assert _snapshot(earlier) == before
+
+
+def test_report_json_writes_no_nan_or_infinity() -> None:
+    """report.json is strict JSON: a non-finite number becomes null, and a warning names it."""
+    import json
+
+    from slamp_deploy.report.model import report_json
+
+    class Report:  # report_json reads only to_dict()
+        def to_dict(self) -> dict:
+            return {"energy": {"pj": float("inf")}, "rates": [0.5, float("nan")],
+                    "warnings": ["earlier"]}
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in report.json")
+
+    d = json.loads(report_json(Report()), parse_constant=refuse)
+    assert d["energy"] == {"pj": None} and d["rates"] == [0.5, None]
+    assert d["warnings"] == ["earlier", "report.json: 2 non-finite number(s) written as null: "
+                                        "energy.pj, rates[1]; check the inputs they came from"]
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_the_swap_without_an_atomic_exchange_is_undone_on_failure(tmp_path, monkeypatch,
+                                                                  fail) -> None:
+    """Where renameat2 cannot exchange, the swap is two renames; a failing second rename puts
+    the earlier output back, and a good one leaves the earlier output in tmp for deletion."""
+    from slamp_deploy.pipeline import outputs
+
+    out, tmp = tmp_path / "o", tmp_path / ".o.tmp-1-x"
+    for folder, text in ((out, "old"), (tmp, "new")):
+        folder.mkdir()
+        (folder / "a").write_text(text)
+    monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)
+    real = os.rename
+
+    def rename(src, dst) -> None:
+        if fail and Path(src) == tmp:
+            raise OSError("disk full")
+        real(src, dst)
+
+    monkeypatch.setattr(outputs.os, "rename", rename)
+    if fail:
+        with pytest.raises(OSError, match="disk full"):
+            outputs._swap_in(tmp, out)
+        assert (out / "a").read_text() == "old" and (tmp / "a").read_text() == "new"
+    else:
+        outputs._swap_in(tmp, out)
+        assert (out / "a").read_text() == "new" and (tmp / "a").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".o.tmp-1-x", "o"]
+
+
+def test_the_exchange_swaps_two_folders_in_one_step(tmp_path) -> None:
+    from slamp_deploy.pipeline import outputs
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "x").write_text("A")
+    (b / "x").write_text("B")
+    if not outputs._exchange(a, b):
+        pytest.skip("no renameat2 RENAME_EXCHANGE on this system or file system")
+    assert (a / "x").read_text() == "B" and (b / "x").read_text() == "A"

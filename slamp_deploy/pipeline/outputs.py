@@ -4,7 +4,14 @@ produced, written into a temporary folder beside it and swapped in at the end.
 The swap replaces ``--out`` whole, so :func:`check_out_dir` refuses, before any work starts, an
 ``--out`` that is not ours to replace: a file, the working folder or one above it, or a folder
 holding anything but an earlier slamp-deploy output (recognised by the marker file every output
-carries, or, for outputs older than the marker, by its report.json).
+carries, or, for outputs older than the marker, by its report.json), or a path that cannot be
+written (too long, unwritable, on a kernel file system such as /proc).
+
+:func:`write_outputs` swaps the new folder in with one atomic exchange (two renames undone on
+failure where the system has none) while SIGINT and SIGTERM are held back, so ``--out`` is never
+absent and never half-written; :func:`out_lock` keeps a second run out of the same ``--out``;
+:func:`on_disk` tells the CLI what an interrupted run left. :func:`test_pause` lets the tests
+stop a run at a chosen moment to aim a signal or a second run at it.
 """
 
 from __future__ import annotations
@@ -145,24 +152,26 @@ def write_outputs(out: Path, report: RunReport, graph: SpikingGraph,
     """
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _signals_deferred():
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the output private to its writer
+    made: list[Path] = []  # the temporary folder, once made (a signal may come at any point)
     try:
+        with _signals_deferred():
+            made.append(Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-",
+                                              dir=out.parent)))
+        tmp = made[0]
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the output private to its writer
         _write_into(tmp, report, graph, extra or {})
         test_pause("written")
-    except BaseException:
         with _signals_deferred():
+            _swap_in(tmp, out)  # now tmp holds the earlier output, if there was one
+            _COMPLETED.add(out)
             shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:  # before the swap, or the swap undone: tmp holds the new files
+        with _signals_deferred():
+            for folder in made:
+                shutil.rmtree(folder, ignore_errors=True)
         raise
-    with _signals_deferred():
-        try:
-            _swap_in(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        _COMPLETED.add(out)
     return out
 
 
