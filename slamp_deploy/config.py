@@ -148,6 +148,29 @@ class PipelineConfig:
             raise UsageError("--device cuda: no CUDA device is available here; use --device cpu")
         if not self.lr > 0:
             raise UsageError(f"--lr {self.lr}: must be positive")
+        _check_ranges(self)
+
+
+#: the seeds numpy's and torch's generators all take
+SEED_MAX = 2**32 - 1
+#: the longest timeout accepted (seconds; about 115 days, and within datetime.timedelta)
+TIMEOUT_MAX = 1e7
+
+
+def _check_ranges(cfg: PipelineConfig) -> None:
+    """Finite numbers, seeds the generators take, timeouts and counts that mean something."""
+    if not math.isfinite(cfg.lr):
+        raise UsageError(f"--lr {cfg.lr}: must be a finite positive number, e.g. 1e-3")
+    for name, seed in (("--seed", cfg.seed), ("--split-seed", cfg.split_seed)):
+        if not 0 <= seed <= SEED_MAX:
+            raise UsageError(f"{name} {seed}: must be in 0..{SEED_MAX}")
+    for name, t in (("--lava-timeout", cfg.lava_timeout), ("--dist-timeout", cfg.dist_timeout)):
+        if not 0 < t <= TIMEOUT_MAX:  # NaN fails this too
+            raise UsageError(f"{name} {t}: must be a number of seconds in (0, {TIMEOUT_MAX:g}]")
+    for name, n in (("--chips", cfg.chips), ("--cores", cfg.cores)):
+        if n is not None and n < 1:
+            raise UsageError(f"{name} {n}: must be at least 1 (or leave it out to use the "
+                             f"target's own count)")
 
 
 __all__ = ["DEFAULT_SPARSITY", "DEVICES", "LAMBDA_CHOICES", "SCHEDULES", "PipelineConfig",

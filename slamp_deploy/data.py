@@ -8,6 +8,8 @@ integer labels ``[N]``. Which one ``x`` is follows from ``y``: ``x.shape[0] == l
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,18 +80,31 @@ def load_digits() -> Dataset:
 def load_npz(path: str | Path) -> Dataset:
     """Load arrays ``x`` and ``y`` from an ``.npz`` file, checking them on the way."""
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{p}: is a folder, not a data file; pass an .npz file with arrays 'x' "
+                        f"and 'y' (or cifar10:PATH etc. for a data set folder)")
     if not p.is_file():
         raise DataError(f"{p}: data file not found; pass an .npz file with arrays 'x' and 'y'")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: the file is empty; save the data with numpy.savez(path, x=..., "
+                        f"y=...)")
     try:
+        with p.open("rb") as fh:
+            zipped = fh.read(4) == b"PK\x03\x04"
+        if not zipped:  # np.load would read an .npy or a pickle here: neither is an .npz
+            raise ValueError("not a zip archive (an .npz is one)")
         with np.load(p, allow_pickle=False) as f:
             missing = [k for k in ("x", "y") if k not in f.files]
             if missing:
                 raise DataError(f"{p}: missing array(s) {', '.join(missing)}; the file has "
                                 f"{', '.join(f.files) or 'no arrays'} (need 'x' and 'y')")
             x, y = np.asarray(f["x"]), np.asarray(f["y"])
-    except (ValueError, OSError) as e:
-        raise DataError(f"{p}: cannot read as .npz ({e}); save with numpy.savez(path, x=..., y=...)"
-                        ) from e
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{p}: cannot read as .npz ({first}; truncated or not an .npz?); save "
+                        f"with numpy.savez(path, x=..., y=...)") from None
     return from_arrays(x, y, source=str(p))
 
 

@@ -120,7 +120,7 @@ def _bad_cases(tmp_path: Path, tiny_model_file: Path, tiny_weights: Path):
     return [
         (["--method", "magic"], "--method 'magic': unknown; choose one of slamp, lamp"),
         (["--sparsity", "1.0"], r"--sparsity 1.0: must be in \[0, 1\)"),
-        (["--model", "nowhere/x.py:build"], "file nowhere/x.py does not exist"),
+        (["--model", "nowhere/x.py:build"], "--model nowhere/x.py: file not found"),
         (["--model", f"{tiny_model_file}:not_callable"], "'not_callable' is a int, not a "
                                                         "callable factory"),
         (["--model", f"{tiny_model_file}:returns_int"], "returned a int, not a torch.nn.Module"),
@@ -143,7 +143,7 @@ def _bad_cases(tmp_path: Path, tiny_model_file: Path, tiny_weights: Path):
         ([*good, "--data", str(_write_bad_npz(tmp_path, "shape.npz",
                                               x=np.zeros((7, 64), "f4"), y=np.zeros(5, int)))],
          r"'x' has shape \(7, 64\) but there are 5 labels"),
-        ([*good, "--data", str(tmp_path / "missing.npz")], "data file not found"),
+        ([*good, "--data", str(tmp_path / "missing.npz")], "missing.npz: file not found"),
     ]
 
 

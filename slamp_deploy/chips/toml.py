@@ -97,8 +97,32 @@ def _parse(data: bytes, fname: str, path: str) -> HardwareProfile:
         doc = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ProfileError(f"{fname}: not valid TOML ({e})") from None
+    check_magnitudes(doc, fname)
     profile = _build(doc, fname)
     return dataclasses.replace(profile, path=path, sha256=hashlib.sha256(data).hexdigest())
+
+
+#: no chip figure (a count, bits, energy in pJ, a time in ns) comes near this; a larger value
+#: is a typo or a wrong unit, and would overflow to inf in the products the reports compute
+MAGNITUDE_MAX = 1e15
+
+
+def check_magnitudes(doc: Any, fname: str, where: str = "") -> None:
+    """Every number in the profile finite (TOML has ``inf`` and ``nan``) and of plausible size.
+
+    Raises:
+        ProfileError: names the file, the dotted field and the value.
+    """
+    if isinstance(doc, Mapping):
+        for k, v in doc.items():
+            check_magnitudes(v, fname, f"{where}.{k}" if where else str(k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            check_magnitudes(v, fname, f"{where}[{i}]")
+    elif (isinstance(doc, (int, float)) and not isinstance(doc, bool)
+          and (not math.isfinite(doc) or abs(doc) > MAGNITUDE_MAX)):
+        raise ProfileError(f"{fname}: {where} = {doc!r}: out of range (finite, at most "
+                               f"{MAGNITUDE_MAX:g} in size); check the value and its unit")
 
 
 def _check_keys(

@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from slamp_deploy import __version__
@@ -106,20 +106,29 @@ def _run(argv: Sequence[str]) -> int:
 
     from slamp_deploy.cli.options import to_config
     from slamp_deploy.distributed import env_world
+    from slamp_deploy.pipeline.outputs import out_lock
+    from slamp_deploy.pipeline.run import check_run
     from slamp_deploy.pipeline.run import run as run_pipeline
 
     cfg = to_config(main_parser().parse_args(argv))
     main_rank = env_world()[0] == 0
     err = Console(stderr=True)
-    with warnings.catch_warnings():
-        # the run's warnings are collected into report.json and printed once below
-        warnings.simplefilter("ignore", SlampWarning)
-        if main_rank:
-            with _rich_progress(err) as factory:
-                result = run_pipeline(cfg, progress=factory)
-        else:  # under torchrun only rank 0 prints
-            run_pipeline(cfg)
-            return 0
+    check_run(cfg)  # bad options and paths, and a locked --out, before any progress bar
+    try:
+        with out_lock(cfg.out) if main_rank else nullcontext(), warnings.catch_warnings():
+            # the run's warnings are collected into report.json and printed once below
+            warnings.simplefilter("ignore", SlampWarning)
+            if main_rank:
+                with _rich_progress(err) as factory:
+                    result = run_pipeline(cfg, progress=factory)
+            else:  # under torchrun only rank 0 prints
+                run_pipeline(cfg)
+                return 0
+    except KeyboardInterrupt as e:
+        from slamp_deploy.pipeline.outputs import on_disk
+
+        e.on_disk = on_disk(cfg.out)  # type: ignore[attr-defined]  # for the message in main
+        raise
     for w in result.report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     _print_summary(Console(), result.report, str(result.out_dir))
@@ -151,13 +160,40 @@ def _error(e: SlampError) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command, and return its exit code (never raises SlampError; a usage
     error exits through argparse with 2)."""
+    with _sigterm_interrupts():
+        try:
+            return _dispatch(list(sys.argv[1:] if argv is None else argv))
+        except SlampError as e:
+            return _error(e)
+        except KeyboardInterrupt as e:
+            name = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+            disk = getattr(e, "on_disk", "nothing was written")
+            print(f"error: interrupted ({name}); {disk}", file=sys.stderr)
+            return 143 if isinstance(e, Terminated) else 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every cleanup (the output swap's rollback, the
+    lock) runs; Python's default for SIGTERM is to die on the spot."""
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    before = signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        return _dispatch(list(sys.argv[1:] if argv is None else argv))
-    except SlampError as e:
-        return _error(e)
-    except KeyboardInterrupt:
-        print("error: interrupted; earlier outputs were left as they were", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def entrypoint() -> NoReturn:

@@ -212,7 +212,28 @@ def _leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
 
 
+#: snnTorch neurons with a recurrent connection (their own Linear/Conv feeds the spikes back)
+_RECURRENT = tuple(getattr(snn, n) for n in ("RLeaky", "RSynaptic", "SLSTM", "SConv2dLSTM")
+                   if hasattr(snn, n))
+
+
+def _check_neurons(model: nn.Module) -> None:
+    """Refuse snnTorch neurons other than Leaky and Synaptic by name, containers included (a
+    recurrent neuron holds its feedback layer as a child, so it is no leaf)."""
+    for name, m in model.named_modules():
+        if not isinstance(m, snn.SpikingNeuron) or type(m) in SUPPORTED:
+            continue
+        where = name or "<model>"
+        if isinstance(m, _RECURRENT):
+            raise ModelError(f"layer '{where}' is a recurrent snn.{type(m).__name__}: recurrent "
+                             f"layers are not supported (slamp-deploy handles feed-forward "
+                             f"networks); use snn.Leaky or snn.Synaptic")
+        raise ModelError(f"layer '{where}' has unsupported type snn.{type(m).__name__}; "
+                         f"supported: {supported_names()}")
+
+
 def _check_supported(model: nn.Module) -> None:
+    _check_neurons(model)
     leaves = [("<model>", model)] if not list(model.children()) else _leaf_modules(model)
     for name, m in leaves:
         if type(m) not in SUPPORTED:
@@ -271,10 +292,29 @@ class _Recorder(TorchFunctionMode):
         self.depth, self.events = depth, events
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        out = func(*args, **(kwargs or {}))
-        if self.depth[0] == 0 and isinstance(out, torch.Tensor):
-            self.events.append(("fn", func, args, kwargs or {}, out))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.depth[0] == 0:
+            if _is_inplace(func, kwargs) and not _is_tensor_add(func, args, kwargs):
+                self.events.append(("inplace", func, args, kwargs, out))
+            elif isinstance(out, torch.Tensor):
+                self.events.append(("fn", func, args, kwargs, out))
         return out
+
+
+#: dunder methods that change their tensor in place (besides ``__iadd__``, a residual add)
+_INPLACE_DUNDERS = {"__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__",
+                    "__ifloordiv__", "__imod__", "__ipow__", "__iand__", "__ior__", "__ixor__",
+                    "__ilshift__", "__irshift__", "__imatmul__"}
+
+
+def _is_inplace(func: object, kwargs: dict) -> bool:
+    """Whether a torch call writes into an existing tensor: ``x.mul_(0)``, ``torch.relu_(x)``,
+    ``x[...] = v``, ``x *= 2``, or ``out=``."""
+    name = str(getattr(func, "__name__", ""))
+    if name in _INPLACE_DUNDERS or "out" in kwargs:
+        return True
+    return name.endswith("_") and not name.startswith("_")
 
 
 def trace(model: nn.Module, sample_shape: tuple[int, ...]) -> SpikingGraph:
@@ -282,7 +322,9 @@ def trace(model: nn.Module, sample_shape: tuple[int, ...]) -> SpikingGraph:
 
     The model's ``forward`` must process one time step ``[N, *sample_shape]`` (snnTorch's
     ``init_hidden=True`` style, or a custom ``forward`` that calls its layers once per step; a
-    ``forward`` that loops over time internally is traced up to the first repeated call).
+    ``forward`` that loops over time internally is traced over its first pass, and must repeat
+    that pass exactly). A layer called twice in one step, an in-place tensor op and a permuting
+    view between layers are refused by name.
     Between layers it may reshape (``view``, ``reshape``, ``flatten``) and add two tensors of
     the same shape (residual connections); anything else that computes new values between
     layers is refused, naming the function.
@@ -295,21 +337,19 @@ def trace(model: nn.Module, sample_shape: tuple[int, ...]) -> SpikingGraph:
     if not list(model.children()):
         model = nn.Sequential(model)
     events: list[tuple] = []
-    seen: set[int] = set()
-    stop = [False]
     depth = [0]
     names = {id(m): n for n, m in _leaf_modules(model)}
+    calls = _Calls(names)
 
     def pre_hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        if id(mod) in seen:  # forward loops over time: the graph is complete
-            stop[0] = True
         depth[0] += 1
+        calls.enter(mod)
 
     def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: object) -> None:
         depth[0] -= 1
-        if stop[0]:
+        if calls.looped:
             return
-        seen.add(id(mod))
+        calls.order.append(id(mod))
         if not inputs or not isinstance(inputs[0], torch.Tensor):
             raise ModelError(f"layer '{names[id(mod)]}' was called without a tensor input")
         events.append(("module", names[id(mod)], mod, inputs[0], _first(output)))
@@ -325,6 +365,7 @@ def trace(model: nn.Module, sample_shape: tuple[int, ...]) -> SpikingGraph:
     try:
         with torch.no_grad(), _Recorder(depth, events):
             model(x)
+        calls.finish()
     except ModelError:
         raise
     except Exception as e:  # the user's forward rejected the data's shape
@@ -345,6 +386,45 @@ def trace(model: nn.Module, sample_shape: tuple[int, ...]) -> SpikingGraph:
     return SpikingGraph(model=model, ops=tuple(ops), input_shape=tuple(sample_shape))
 
 
+class _Calls:
+    """The order of the leaf-module calls in one ``forward``: each layer once per step, or, for
+    a ``forward`` that loops over time itself, the same sequence again and again."""
+
+    def __init__(self, names: dict[int, str]) -> None:
+        self.names = names
+        self.order: list[int] = []  # the first pass: ids of the modules in call order
+        self.looped = False  # the first layer was called again: later calls repeat the pass
+        self.pos = 0  # calls since the loop began
+
+    def enter(self, mod: nn.Module) -> None:
+        key = id(mod)
+        if self.looped:
+            want = self.order[self.pos % len(self.order)]
+            if key != want:
+                first, prev = self.names[self.order[0]], self.names[self.order[-1]]
+                raise ModelError(f"layer '{first}' is called again after '{prev}', but the "
+                                 f"forward then calls '{self.names[key]}' instead of repeating "
+                                 f"the step: a layer called twice in one time step is not "
+                                 f"supported; give each call its own module (copy.deepcopy)")
+            self.pos += 1
+        elif key in self.order:
+            if key != self.order[0]:
+                after = self.names[self.order[-1]]
+                raise ModelError(f"layer '{self.names[key]}' is called twice in one time step "
+                                 f"(again after '{after}'); slamp-deploy traces each layer once "
+                                 f"per step: give each call its own module (copy.deepcopy)")
+            self.looped, self.pos = True, 1  # a loop over time: the graph is complete
+
+    def finish(self) -> None:
+        """After the forward: a loop over time must end with a whole pass."""
+        if self.looped and self.pos % len(self.order):
+            first = self.names[self.order[0]]
+            last = self.names[self.order[(self.pos - 1) % len(self.order)]]
+            raise ModelError(f"layer '{first}' is called again, but the forward then stops "
+                             f"after '{last}' instead of repeating the whole step; slamp-deploy "
+                             f"traces each layer once per step: give each call its own module")
+
+
 def _reshape_name(base: str, ops: list[Op]) -> str:
     """``base:reshape``, or ``base:reshape2``, ``base:reshape3``, ... when taken by an op."""
     taken = {op.name for op in ops}
@@ -359,6 +439,35 @@ def _is_tensor_add(func: object, args: tuple, kwargs: dict) -> bool:
     """Whether a recorded function call adds exactly two tensors (a residual connection)."""
     return (func in _ADD_FUNCS and len(args) == 2 and not kwargs
             and all(isinstance(a, torch.Tensor) for a in args))
+
+
+def _same_order(t: torch.Tensor, who: str, src: str, views: dict[int, str]) -> None:
+    """A tensor sharing its producer's storage in another order (``permute``) is no reshape."""
+    if not t.is_contiguous():
+        fn = views.get(id(t), "a permuted or strided view")
+        raise ModelError(f"{who} reads {fn} of the output of {src}, which reorders its values; "
+                         f"between layers slamp-deploy supports reshapes (view / flatten) and "
+                         f"residual adds only; remove the {fn} or do it inside a supported "
+                         f"layer")
+
+
+def _reordering_views(events: list[tuple]) -> dict[int, str]:
+    """Refuse an in-place op between layers (naming it); the ids of the recorded tensors that
+    are reordering views (``permute``, ``transpose``, ``expand``), with the function's name."""
+    views: dict[int, str] = {}
+    last = None
+    for ev in events:
+        if ev[0] == "module":
+            last = ev[1]
+        elif ev[0] == "inplace":
+            after = f"after layer '{last}'" if last else "before the first layer"
+            raise ModelError(f"the model's forward changes a tensor in place with "
+                             f"{_fn_name(ev[1])} ({after}); slamp-deploy cannot trace in-place "
+                             f"ops, so the traced model would differ from yours: remove it, or "
+                             f"use a supported layer (e.g. nn.Dropout, snn.Leaky) instead")
+        elif isinstance(ev[4], torch.Tensor) and not ev[4].is_contiguous():
+            views[id(ev[4])] = _fn_name(ev[1])
+    return views
 
 
 def _build_ops(events: list[tuple], x: torch.Tensor, sample_shape: tuple[int, ...]) -> list[Op]:
@@ -392,6 +501,7 @@ def _build_ops(events: list[tuple], x: torch.Tensor, sample_shape: tuple[int, ..
                              f"(residual connections); use nn modules such as nn.Flatten / "
                              f"nn.MaxPool2d for the rest")
         j = producer[key]
+        _same_order(t, who, name_of(j), views)
         shape = tuple(t.shape[1:])
         if shape == shape_of(j):
             return j
@@ -403,6 +513,7 @@ def _build_ops(events: list[tuple], x: torch.Tensor, sample_shape: tuple[int, ..
                       in_shape=shape_of(j), out_shape=shape, inputs=(j,)))
         return len(ops) - 1
 
+    views = _reordering_views(events)
     for ev in events:
         if ev[0] == "module":
             _, name, mod, inp, out = ev
@@ -429,7 +540,8 @@ def _build_ops(events: list[tuple], x: torch.Tensor, sample_shape: tuple[int, ..
             producer[key] = len(ops) - 1
             other.pop(key, None)
         elif key not in producer:  # new values, not a view of a known tensor
-            other[key] = _fn_name(func)
+            of = next((views[id(a)] for a in args if id(a) in views), None)
+            other[key] = _fn_name(func) + (f" of a {of}" if of else "")
     # the op chain as it was, when there are no residual connections: inputs stay implicit
     if all(op.inputs == (i - 1,) for i, op in enumerate(ops)):
         ops = [replace(op, inputs=()) for op in ops]

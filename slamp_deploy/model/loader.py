@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import pickle
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from slamp_deploy.errors import ModelError
+from slamp_deploy.errors import ModelError, SlampWarning
 
 BUILTIN = "builtin:digits"
 
@@ -69,28 +73,23 @@ def _call_factory(spec: str) -> nn.Module:
             raise ModelError(f"--model {spec!r}: cannot import {path} as a Python file")
         module = importlib.util.module_from_spec(loader_spec)
         sys.modules[name] = module
-        try:
+        with _guarded(spec, f"importing {path}", str(path)):
             loader_spec.loader.exec_module(module)
-        except Exception as e:
-            raise ModelError(f"--model {spec!r}: importing {path} failed: "
-                             f"{type(e).__name__}: {e}") from e
     else:
-        try:
-            module = importlib.import_module(where)
-        except ImportError as e:
-            raise ModelError(f"--model {spec!r}: cannot import module {where!r} ({e}); "
-                             f"check the name or pass a file path") from e
+        with _guarded(spec, f"importing {where}", where):
+            try:
+                module = importlib.import_module(where)
+            except ImportError as e:
+                raise ModelError(f"--model {spec!r}: cannot import module {where!r} ({e}); "
+                                 f"check the name or pass a file path") from e
     factory = getattr(module, attr, None)
     if factory is None:
         raise ModelError(f"--model {spec!r}: {where} has no attribute {attr!r}")
     if not callable(factory):
         raise ModelError(f"--model {spec!r}: {attr!r} is a {type(factory).__name__}, not a "
                          f"callable factory returning an nn.Module")
-    try:
+    with _guarded(spec, f"calling {attr}()", where):
         model = factory()
-    except Exception as e:
-        raise ModelError(f"--model {spec!r}: calling {attr}() failed: {type(e).__name__}: {e}"
-                         ) from e
     if not isinstance(model, nn.Module):
         raise ModelError(f"--model {spec!r}: {attr}() returned a {type(model).__name__}, "
                          f"not a torch.nn.Module")
@@ -100,11 +99,49 @@ def _call_factory(spec: str) -> nn.Module:
     return model
 
 
+@contextmanager
+def _guarded(spec: str, doing: str, where: str) -> Iterator[None]:
+    """Run the user's code (an import, a factory call) so that nothing it does at import ends
+    the run by itself or writes on our stdout: ``sys.exit`` and argparse (which exits on a
+    command line it does not know: ours) and any exception become one ModelError naming the
+    file; what it prints goes to stderr; it sees ``sys.argv`` as ``[FILE]``."""
+    argv, said = sys.argv, io.StringIO()
+    sys.argv = [where]
+    failed = True
+    try:
+        with redirect_stdout(said), redirect_stderr(said):
+            yield
+        failed = False
+    except ModelError:
+        raise
+    except SystemExit as e:
+        last = next((ln.strip() for ln in reversed(said.getvalue().splitlines()) if ln.strip()),
+                    "")
+        raise ModelError(f"--model {spec!r}: {doing} called sys.exit({e.code!r})"
+                         f"{f' after printing {last[:120]!r}' if last else ''} (argparse "
+                         f"parsing the command line does this); put the script part of the "
+                         f"file under `if __name__ == \"__main__\":`") from None
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ModelError(f"--model {spec!r}: {doing} failed: {type(e).__name__}: {first}; "
+                         f"fix the file or its factory") from None
+    finally:
+        sys.argv = argv
+        lines = [ln for ln in said.getvalue().splitlines() if ln.strip()]
+        if not failed and lines:  # stdout is ours (the summary): say what it printed, once
+            warnings.warn(f"--model {spec!r}: {doing} printed {len(lines)} line(s), not shown "
+                          f"(the first: {lines[0][:80]!r})", SlampWarning, stacklevel=3)
+
+
 def load_weights(model: nn.Module, path: str) -> None:
     """Load a state_dict with ``weights_only=True``; refuse pickled objects and key mismatches."""
     p = Path(path)
+    if p.is_dir():
+        raise ModelError(f"--weights {p}: is a folder, not a checkpoint file; pass the .pt "
+                         f"file written by torch.save(model.state_dict(), path)")
     if not p.is_file():
         raise ModelError(f"--weights {p}: file not found")
+    _check_checkpoint_magic(p)
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -135,6 +172,23 @@ def load_weights(model: nn.Module, path: str) -> None:
             raise ModelError(f"--weights {p}: '{k}' has shape {tuple(v.shape)}, the model "
                              f"expects {tuple(own[k].shape)}")
     model.load_state_dict(state, strict=False)
+
+
+#: how a torch.save file begins: a zip archive (torch >= 1.6), or the legacy format's pickle
+_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def _check_checkpoint_magic(p: Path) -> None:
+    """Refuse, before torch reads it, a file that is no torch.save checkpoint at all."""
+    with p.open("rb") as f:
+        head = f.read(4)
+    if not head:
+        raise ModelError(f"--weights {p}: the file is empty; pass the .pt file written by "
+                         f"torch.save(model.state_dict(), path)")
+    if not head.startswith(_CHECKPOINT_MAGIC):
+        raise ModelError(f"--weights {p}: not a checkpoint (torch.save writes a zip archive; "
+                         f"this file begins {head!r}); pass the .pt file written by "
+                         f"torch.save(model.state_dict(), path)")
 
 
 def _is_state_buffer(key: str) -> bool:

@@ -9,6 +9,7 @@ from slamp_deploy.config import PipelineConfig
 from slamp_deploy.fit.search import check_masks
 from slamp_deploy.model.graph import trace
 from slamp_deploy.model.loader import load_model
+from slamp_deploy.pipeline.inputs import check_paths
 from slamp_deploy.pipeline.run import load_data
 from slamp_deploy.prune.masks import alive_masks
 
@@ -20,6 +21,8 @@ def check_model(cfg: PipelineConfig) -> FitReport:
     options only ``model``, ``weights`` and ``data`` are read (with ``target``, ``chips`` and
     ``cores``).
     """
+    cfg.validate()
+    check_paths(cfg)
     profile = load_profile(cfg.target)
     loaded = load_model(cfg.model, cfg.weights, device="cpu")
     ds, _ = load_data(cfg)

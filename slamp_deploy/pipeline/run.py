@@ -15,7 +15,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,14 +28,16 @@ from slamp_deploy.chips.family import family_of
 from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
-from slamp_deploy.data import Dataset, Split, check_labels, load_digits, load_npz, split
+from slamp_deploy.data import Dataset, Split, check_labels, encode, load_digits, load_npz, split
 from slamp_deploy.errors import DataError, ModelError, SlampWarning, UsageError
 from slamp_deploy.fit.search import caps_blocked, check_masks, chip_caps, fit_keep
 from slamp_deploy.measure.activity import dense_weights, measure
+from slamp_deploy.model.forward_check import check_against_forward
 from slamp_deploy.model.graph import SpikingGraph, trace
 from slamp_deploy.model.loader import BUILTIN, LoadedModel, load_model
 from slamp_deploy.model.runner import check_readout
-from slamp_deploy.pipeline.outputs import check_out_dir, write_outputs
+from slamp_deploy.pipeline.inputs import check_paths
+from slamp_deploy.pipeline.outputs import check_out_dir, out_lock, write_outputs
 from slamp_deploy.prune.allocate import allocate
 from slamp_deploy.prune.calibrate import TemporalStats, calibrate
 from slamp_deploy.prune.masks import Masks, alive_masks, apply_masks, masks_from_plan
@@ -134,13 +136,23 @@ def resolve_timesteps(cfg: PipelineConfig, ds: Dataset) -> int:
 
 def run(cfg: PipelineConfig, *, progress: ProgressFactory | None = None) -> PipelineResult:
     """Run the whole pipeline and write its outputs into ``cfg.out`` (atomically)."""
+    check_run(cfg)
+    # only rank 0 writes, so only rank 0 locks --out against a second run
+    lock = out_lock(cfg.out) if distributed.env_world()[0] == 0 else nullcontext()
+    with lock:
+        world = distributed.init(cfg.device, cfg.dist_timeout)
+        try:
+            return _run(cfg, world, progress)
+        finally:
+            distributed.shutdown(world)
+
+
+def check_run(cfg: PipelineConfig) -> None:
+    """Every check that needs no loading: the options, the input paths and ``--out``, before
+    any work starts."""
     cfg.validate()
     check_out_dir(cfg.out)
-    world = distributed.init(cfg.device, cfg.dist_timeout)
-    try:
-        return _run(cfg, world, progress)
-    finally:
-        distributed.shutdown(world)
+    check_paths(cfg)
 
 
 def prepare(cfg: PipelineConfig) -> tuple[LoadedModel, SpikingGraph, Split, int]:
@@ -162,7 +174,24 @@ def prepare(cfg: PipelineConfig) -> tuple[LoadedModel, SpikingGraph, Split, int]
         check_labels(ev, graph.n_outputs)
     parts = split(ds, eval_fraction=cfg.eval_fraction, calib_samples=cfg.calib_samples,
                   seed=cfg.seed, eval_ds=ev, split_seed=cfg.split_seed)
+    check_traced(graph, parts.calib, T, cfg)
     return loaded, graph, parts, T
+
+
+#: calibration samples the traced graph is compared on with the user's forward
+FORWARD_CHECK_SAMPLES = 8
+
+
+def check_traced(graph: SpikingGraph, calib: Dataset, timesteps: int, cfg: PipelineConfig) -> None:
+    """The traced graph must give exactly what the user's forward gives on a calibration batch
+    (before any pruning), so a forward the tracer misread is refused, not pruned."""
+    n = min(FORWARD_CHECK_SAMPLES, len(calib))
+    xb = calib.x[:, :n] if calib.sequence else calib.x[:n]
+    device = next(graph.model.parameters()).device
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x_seq = encode(xb.to(device), timesteps, cfg.encoding, sequence=calib.sequence,
+                   generator=gen)
+    check_against_forward(graph, x_seq)
 
 
 def _run(cfg: PipelineConfig, world: distributed.World,
@@ -174,14 +203,14 @@ def _run(cfg: PipelineConfig, world: distributed.World,
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
 
-    with timer.stage("load"):
-        profile = load_profile(cfg.target)
-        loaded, graph, parts, T = prepare(cfg)
-    ctx = PipelineContext(cfg=cfg, loaded=loaded, graph=graph, parts=parts, timesteps=T,
-                          timer=timer, progress=prog, profile=profile, world=world)
     deployed = Deployed()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SlampWarning)
+        with timer.stage("load"):  # loading warns too (e.g. a model file that prints)
+            profile = load_profile(cfg.target)
+            loaded, graph, parts, T = prepare(cfg)
+        ctx = PipelineContext(cfg=cfg, loaded=loaded, graph=graph, parts=parts, timesteps=T,
+                              timer=timer, progress=prog, profile=profile, world=world)
         ctx.prune_and_recover()
         if world.is_main:  # fit check, reports and export are cheap and write files: rank 0
             deployed = ctx.deploy()
@@ -471,4 +500,4 @@ def _r(v: float) -> float:
     return float(round(float(v), 6))
 
 
-__all__ = ["Deployed", "PipelineContext", "PipelineResult", "run"]
+__all__ = ["Deployed", "PipelineContext", "PipelineResult", "check_run", "run"]

@@ -11,6 +11,8 @@ and report.html can be rebuilt from a saved report.json. The ``export`` section 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -38,7 +40,7 @@ __all__ = ["SCHEMA", "SCHEMA_VERSION", "ActivityData", "ActivitySection", "Calib
            "CurrentMatching", "DataInfo", "DataPart", "DistributedInfo", "EnergySection",
            "EnvironmentInfo", "FitSection", "LayerRow", "ModelInfo", "ReportError", "RoundRecord",
            "RunReport", "SparsityInfo", "TargetEnergy", "activity_section", "energy_section",
-           "target_profiles"]
+           "report_json", "target_profiles"]
 
 SCHEMA = "slamp-deploy/report"
 SCHEMA_VERSION = 1
@@ -611,3 +613,28 @@ class RunReport:
             fit=FitSection.from_dict(d["fit"]) if "fit" in d else None,
             activity=activity, energy=energy,
             export=ExportSection.from_dict(d["export"]) if "export" in d else None)
+
+
+def report_json(report: RunReport) -> str:
+    """report.json's text, strict JSON (``allow_nan=False``): a non-finite number, which JSON
+    cannot hold (Python would write ``NaN`` or ``Infinity``, which most readers refuse), is
+    written as null, and one entry in ``warnings`` names the fields."""
+    bad: list[str] = []
+    clean = _finite(report.to_dict(), "", bad)
+    if bad:
+        more = f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""
+        clean["warnings"] = [*clean.get("warnings", ()),
+                             f"report.json: {len(bad)} non-finite number(s) written as null: "
+                             f"{', '.join(bad[:5])}{more}; check the inputs they came from"]
+    return json.dumps(clean, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def _finite(v: Any, where: str, bad: list[str]) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        bad.append(where or "<root>")
+        return None
+    if isinstance(v, Mapping):
+        return {k: _finite(x, f"{where}.{k}" if where else str(k), bad) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x, f"{where}[{i}]", bad) for i, x in enumerate(v)]
+    return v
