@@ -27,7 +27,8 @@ RESET_MECHANISMS = ("zero", "subtract", "none")
 class NeuronParams:
     """Discrete-time parameters of one neuron node, per neuron (arrays of the node's shape).
 
-    kind: the NIR class name ("LIF", "IF", "CubaLIF"). gain: input gain (LIF/IF) or the product
+    kind: the NIR class name ("LIF", "IF", "CubaLIF", "LI": no threshold, no reset, its output
+    is the membrane). gain: input gain (LIF/IF) or the product
     that reaches the membrane (CubaLIF's g_syn is ``gain_syn``, its g_mem is ``gain``); a node
     with a synaptic current state has ``alpha`` (and ``gain_syn``). ``unit_gain`` /
     ``unit_gain_syn`` tell that the gain is exactly 1 (snnTorch's convention) so no multiply
@@ -181,4 +182,5 @@ class NeuronState:
 
     def step(self, current: np.ndarray) -> np.ndarray:
         spk, self.mem, self.syn = step(self.p, self.mem, self.syn, current, self.ops)
-        return spk
+        # NIR's LI has no spikes: its output is the membrane (a readout)
+        return self.mem if self.p.kind == "LI" else spk

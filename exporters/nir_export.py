@@ -8,7 +8,9 @@ batch dimensions, scalar beta and conv nets, and drops what NIR cannot say. Conv
   of its inputs (NIR sums the edges into a node); types inferred before writing.
 * Linear -> ``Affine`` (``Linear`` without bias); Conv1d/Conv2d -> ``Conv1d``/``Conv2d`` with
   every attribute; BatchNorm folded into the preceding synaptic weights and bias (pruned
-  weights stay exactly zero); Flatten -> ``Flatten`` over the per-sample dims; AvgPool2d ->
+  weights stay exactly zero); Flatten -> ``Flatten`` over the per-sample dims, written with
+  negative dims (``-len(shape)`` to ``-1``) so importers that apply them to batched tensors
+  (snnTorch, norse) flatten the same dims; AvgPool2d ->
   ``AvgPool2d``; Dropout dropped (identity at inference).
 * Leaky -> ``LIF`` with snnTorch's dt = 1e-4: ``tau = dt / (1 - beta)``, ``r = tau / dt``,
   ``v_leak = 0``, ``v_reset = 0``, every parameter broadcast to the per-neuron shape (beta == 1
@@ -120,7 +122,11 @@ def _shape_node(op: Op) -> nir.NIRNode | None:
         if len(op.out_shape) != 1:
             raise ExportError(f"layer '{op.name}': reshape to {op.out_shape} is not a "
                               f"flatten; NIR's Flatten only flattens the per-sample dims")
-        return nir.Flatten(input_type={"input": np.array(op.in_shape)}, start_dim=0, end_dim=-1)
+        # negative dims: NIR's shapes have no batch dimension, but snnTorch's and norse's
+        # importers pass start_dim to torch.nn.Flatten on batched tensors; -len(shape)..-1
+        # means the same per-sample dims to both (0 would flatten the batch in theirs)
+        return nir.Flatten(input_type={"input": np.array(op.in_shape)},
+                           start_dim=-len(op.in_shape), end_dim=-1)
     if op.kind == "avgpool":
         m = op.module
         if not isinstance(m, nn.AvgPool2d):

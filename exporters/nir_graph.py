@@ -18,7 +18,8 @@ except ImportError:  # pragma: no cover - exercised in the Lava interpreter only
         """Stand-in for slamp_deploy.errors.ExportError outside the main environment."""
 
 
-__all__ = ["DEFAULT_DT", "ExportError", "check_nir_graph", "graph_dt", "kahn", "node_shape"]
+__all__ = ["DEFAULT_DT", "ExportError", "check_nir_graph", "graph_dt", "kahn", "node_shape",
+           "recorded_dt"]
 
 DEFAULT_DT = 1e-4
 
@@ -85,10 +86,34 @@ def check_nir_graph(graph: Any, supported: Collection[str] | None = None
     return order, preds
 
 
+def recorded_dt(graph: Any) -> float | None:
+    """The step the graph's metadata ``slamp.dt`` records (slamp-deploy writes it), or None.
+
+    Raises ExportError for a value that is no positive finite number of seconds.
+    """
+    meta = getattr(graph, "metadata", None) or {}
+    if "slamp.dt" not in meta:
+        return None
+    raw = meta["slamp.dt"]
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    if isinstance(raw, np.ndarray | np.generic):
+        raw = raw.tolist()
+    try:
+        dt = float(np.asarray(raw, dtype=np.float64).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        raise ExportError(f"graph metadata slamp.dt = {raw!r} is not a number of seconds"
+                          ) from None
+    if not (np.isfinite(dt) and dt > 0):
+        raise ExportError(f"graph metadata slamp.dt = {raw!r}: the step must be a positive "
+                          f"number of seconds")
+    return dt
+
+
 def graph_dt(graph: Any) -> float:
     """The simulation step: graph metadata ``slamp.dt``, else 1e-4 (snnTorch's convention)."""
-    meta = getattr(graph, "metadata", None) or {}
-    return float(meta.get("slamp.dt", DEFAULT_DT))
+    dt = recorded_dt(graph)
+    return DEFAULT_DT if dt is None else dt
 
 
 def node_shape(node: Any, port: str = "output") -> tuple[int, ...]:

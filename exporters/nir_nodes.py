@@ -27,8 +27,8 @@ else:  # loaded by path in the Lava interpreter (lava_runner puts this folder on
 
 NeuronParams = neuron_step.NeuronParams
 
-__all__ = ["NODES", "NodeKind", "apply_node", "conv_padding", "neuron_params", "pair",
-           "type_name"]
+__all__ = ["NODES", "NodeKind", "apply_node", "check_discrete", "conv_padding",
+           "neuron_params", "pair", "type_name"]
 
 
 def type_name(node: Any) -> str:
@@ -174,6 +174,11 @@ def _apply_scale(name: str, node: Any, x: np.ndarray) -> np.ndarray:
     return x * np.asarray(node.scale, dtype=x.dtype)
 
 
+def _apply_threshold(name: str, node: Any, x: np.ndarray) -> np.ndarray:
+    # NIR's Threshold z = H(x - theta), with the strict ">" the neurons use
+    return ((x - np.asarray(node.threshold, dtype=x.dtype)) > 0).astype(x.dtype)
+
+
 def _identity(name: str, node: Any, x: np.ndarray) -> np.ndarray:
     return x
 
@@ -217,6 +222,13 @@ def _onnx_flatten(b: Any, name: str, node: Any, cur: str, in_shape: tuple[int, .
 
 def _onnx_scale(b: Any, name: str, node: Any, cur: str, in_shape: tuple[int, ...]) -> str:
     return b.op("Mul", [cur, b.const(f"{name}_s", np.asarray(node.scale, np.float32))], name)
+
+
+def _onnx_threshold(b: Any, name: str, node: Any, cur: str, in_shape: tuple[int, ...]) -> str:
+    thr = b.const(f"{name}_thr", np.asarray(node.threshold, np.float32))
+    above = b.op("Greater", [b.op("Sub", [cur, thr], f"{name}_d"),
+                             b.const(f"{name}_0", np.zeros((), np.float32))], f"{name}_gt")
+    return b.op("Cast", [above], name, to=1)  # to float32, as _apply_threshold
 
 
 # --------------------------------------------------------------------------- bias strip
@@ -279,6 +291,14 @@ def _lif_params(node: Any, dt: float, thr: np.ndarray) -> dict[str, Any]:
             "leak": _full(k * np.asarray(node.v_leak, dtype=np.float64), thr.shape)}
 
 
+def _li_params(node: Any, dt: float, thr: np.ndarray) -> dict[str, Any]:
+    k = dt / np.asarray(node.tau, dtype=np.float64)
+    gain = np.asarray(node.r, dtype=np.float64) * k
+    return {"beta": 1.0 - k, "alpha": None, "gain": gain, "gain_syn": None,
+            "unit_gain": _unit(gain), "unit_gain_syn": True,
+            "leak": _full(k * np.asarray(node.v_leak, dtype=np.float64), thr.shape)}
+
+
 def _cuba_params(node: Any, dt: float, thr: np.ndarray) -> dict[str, Any]:
     k_syn = dt / np.asarray(node.tau_syn, dtype=np.float64)
     k_mem = dt / np.asarray(node.tau_mem, dtype=np.float64)
@@ -318,6 +338,7 @@ NODES: dict[str, NodeKind] = {
     "LIF": NodeKind(role="neuron", params=_lif_params),
     "IF": NodeKind(role="neuron", params=_if_params),
     "CubaLIF": NodeKind(role="neuron", params=_cuba_params),
+    "LI": NodeKind(role="neuron", params=_li_params),
     "Affine": NodeKind(role="synaptic", apply=_apply_dense, onnx=_onnx_dense,
                        strip_bias=_strip_affine),
     "Linear": NodeKind(role="synaptic", apply=_apply_dense, onnx=_onnx_dense),
@@ -329,6 +350,7 @@ NODES: dict[str, NodeKind] = {
     "AvgPool2d": NodeKind(role="shape", apply=_apply_avgpool, onnx=_onnx_pool),
     "SumPool2d": NodeKind(role="shape", apply=_apply_sumpool, onnx=_onnx_pool),
     "Scale": NodeKind(role="shape", apply=_apply_scale, onnx=_onnx_scale),
+    "Threshold": NodeKind(role="shape", apply=_apply_threshold, onnx=_onnx_threshold),
     "Input": NodeKind(role="io", apply=_identity),
     "Output": NodeKind(role="io", apply=_identity),
 }
@@ -353,8 +375,19 @@ def apply_node(name: str, node: Any, x: np.ndarray) -> np.ndarray:
     return k.apply(name, node, x)
 
 
+def _threshold_of(node: Any) -> np.ndarray:
+    if type_name(node) == "LI":  # no threshold: the output is the membrane (nir_sim)
+        return np.full(np.asarray(node.tau).shape, np.inf)
+    return np.asarray(node.v_threshold, dtype=np.float64)
+
+
 def neuron_params(name: str, node: Any, dt: float) -> NeuronParams:
-    """Discrete-time parameters of neuron node ``name`` at step ``dt``."""
+    """Discrete-time parameters of neuron node ``name`` at step ``dt``.
+
+    The reset is NIR's (to ``v_reset`` right after the spike: mechanism "zero", no delay)
+    unless the node's metadata says otherwise (``slamp.reset_mechanism``,
+    ``slamp.reset_delay``, as slamp-deploy writes them from snnTorch); an ``LI`` never resets.
+    """
     k = kind_of(node)
     if k is None or k.params is None:
         raise ExportError(f"NIR node {name!r} of type {type_name(node)} is not a neuron")
@@ -365,10 +398,65 @@ def neuron_params(name: str, node: Any, dt: float) -> NeuronParams:
             f"NIR node {name!r}: metadata slamp.reset_mechanism={mech!r}; "
             f"use one of {', '.join(neuron_step.RESET_MECHANISMS)}"
         )
-    thr = np.asarray(node.v_threshold, dtype=np.float64)
+    delay = meta.get("slamp.reset_delay", False)
+    if isinstance(delay, bytes):
+        delay = delay.decode()
+    if str(delay).strip().lower() not in ("0", "1", "true", "false", "yes", "no"):
+        raise ExportError(f"NIR node {name!r}: metadata slamp.reset_delay={delay!r}; use "
+                          f"true or false")
+    thr = _threshold_of(node)
+    if type_name(node) == "LI":
+        mech = "none"
     v_reset = _full(node.v_reset if getattr(node, "v_reset", None) is not None else 0.0,
                     thr.shape)
     return NeuronParams(kind=type_name(node), threshold=thr, v_reset=v_reset,
                         reset_mechanism=mech,
-                        reset_delay=_meta_bool(meta, "slamp.reset_delay", True),
+                        reset_delay=_meta_bool(meta, "slamp.reset_delay", False),
                         **k.params(node, dt, thr))
+
+
+def _time_constants(node: Any) -> dict[str, np.ndarray]:
+    kind = type_name(node)
+    if kind in ("LIF", "LI"):
+        return {"tau": np.asarray(node.tau, dtype=np.float64)}
+    if kind == "CubaLIF":
+        return {"tau_syn": np.asarray(node.tau_syn, dtype=np.float64),
+                "tau_mem": np.asarray(node.tau_mem, dtype=np.float64)}
+    return {}
+
+
+def check_discrete(name: str, node: Any, dt: float) -> list[str]:
+    """Refuse a neuron whose NIR equations have no forward-Euler form at step ``dt``; return
+    warnings for those that have one with a consequence the user should know.
+
+    Raises ExportError naming the node for NaN/inf parameters, a time constant below dt
+    (the decay 1 - dt/tau would be negative), an infinite time constant on a leaky neuron
+    (dt/tau = 0: no input reaches it), or a negative/zero resistance or input weight.
+    """
+    out: list[str] = []
+    for key in ("tau", "tau_syn", "tau_mem", "r", "w_in", "v_threshold", "v_leak", "v_reset"):
+        v = getattr(node, key, None)
+        if v is not None and not np.all(np.isfinite(np.asarray(v, dtype=np.float64))):
+            raise ExportError(f"NIR node {name!r}: {key} has NaN or infinite values")
+    for key, tau in _time_constants(node).items():
+        if np.any(tau < dt):
+            raise ExportError(
+                f"NIR node {name!r}: {key} min {tau.min():.3g} s is below dt = {dt:g} s, so "
+                f"1 - dt/{key} < 0 (no discrete-time neuron); give the producer's dt with "
+                f"--nir-dt (norse 1.1.0's to_nir writes dt*tau: read it at --nir-dt 1 only if "
+                f"it was exported with dt=1)")
+        if np.any(tau == dt):
+            out.append(f"NIR node {name!r}: {key} equals dt = {dt:g} s for "
+                       f"{int(np.sum(tau == dt))} neuron(s): 1 - dt/{key} = 0, the state "
+                       f"forgets everything each step")
+    for key in ("r", "w_in"):
+        v = getattr(node, key, None)
+        if v is not None and np.any(np.asarray(v, dtype=np.float64) <= 0):
+            raise ExportError(f"NIR node {name!r}: {key} has values <= 0; a non-positive input "
+                              f"resistance or weight inverts or cuts the input, which "
+                              f"slamp-deploy does not read")
+    thr = getattr(node, "v_threshold", None)
+    if thr is not None and np.any(np.asarray(thr, dtype=np.float64) <= 0):
+        out.append(f"NIR node {name!r}: v_threshold <= 0 for some neurons, which then spike "
+                   f"at rest")
+    return out

@@ -1,4 +1,5 @@
-"""Write the README's tables that come from the registries: the pruning methods and the targets.
+"""Write the README's tables that come from the registries (the pruning methods and the targets)
+and from measurements (the NIR interop table, from ``tests/interop/results.json``).
 
 ``python scripts/readme_tables.py`` rewrites the parts of README.md between the
 ``<!-- NAME:begin -->`` / ``<!-- NAME:end -->`` markers; ``--check`` only reports whether they are
@@ -47,7 +48,35 @@ def targets_table() -> str:
     return "\n".join(rows)
 
 
-TABLES: dict[str, Callable[[], str]] = {"methods": methods_table, "targets": targets_table}
+INTEROP_RESULTS = README.parent / "tests" / "interop" / "results.json"
+
+
+def _interop_result(row: dict) -> str:
+    verdict = row["verdict"]
+    if verdict == "approximate":
+        verdict += f" ({row['agreement']:.3f} of spike entries agree)"
+    if "corrected" in row:
+        verdict += "; exact with that departure undone" if row["corrected"]["verdict"] == \
+            "exact" else f"; {row['corrected']['verdict']} with it undone"
+    return verdict
+
+
+def interop_table() -> str:
+    """Framework x direction x node types, from tests/interop/results.json (measured by
+    scripts/interop_results.py, re-measured by tests/interop/test_frameworks.py)."""
+    import json
+
+    rows = ["| framework | direction | node types | dt (s) | result | the producer's departure "
+            "from NIR, or the failure |", "|---|---|---|---|---|---|"]
+    for r in json.loads(INTEROP_RESULTS.read_text()):
+        why = (r["note"] or r["departure"] or "").replace("|", "\\|")
+        rows.append(f"| {r['framework']} | {r['direction']} | {r['nodes']} | {r['dt']:g} | "
+                    f"{_interop_result(r)} | {why} |")
+    return "\n".join(rows)
+
+
+TABLES: dict[str, Callable[[], str]] = {"methods": methods_table, "targets": targets_table,
+                                        "interop": interop_table}
 
 
 def render(text: str) -> str:

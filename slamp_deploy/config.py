@@ -57,6 +57,10 @@ class PipelineConfig:
         "nn.Module), or graph.nir; default: the built-in digits example")
     weights: str | None = option(None, "state_dict checkpoint (.pt), loaded with "
                                  "weights_only=True")
+    nir_dt: float | None = option(  # None: the file's slamp.dt, else 1e-4 s with a warning
+        None, "with --model graph.nir: the time step in seconds the graph was exported at "
+        "(NIR carries none; a file slamp-deploy wrote records it; norse/rockpool 1e-3, "
+        "sinabs/spyx 1, snnTorch 1e-4; see docs/nir-interop.md)")
     data: str | None = option(  # None: scikit-learn digits
         None, ".npz with arrays x ([N, ...] samples or [T, N, ...] sequences) and y ([N] "
         "labels), or cifar10:PATH, cifar100:PATH, cifar10-dvs:PATH (local copies; see "
@@ -149,6 +153,7 @@ class PipelineConfig:
         if not self.lr > 0:
             raise UsageError(f"--lr {self.lr}: must be positive")
         _check_ranges(self)
+        _check_nir_dt(self.nir_dt)
 
 
 #: the seeds numpy's and torch's generators all take
@@ -171,6 +176,11 @@ def _check_ranges(cfg: PipelineConfig) -> None:
         if n is not None and n < 1:
             raise UsageError(f"{name} {n}: must be at least 1 (or leave it out to use the "
                              f"target's own count)")
+
+
+def _check_nir_dt(dt: float | None) -> None:
+    if dt is not None and not (math.isfinite(dt) and dt > 0):
+        raise UsageError(f"--nir-dt {dt}: must be a positive number of seconds")
 
 
 __all__ = ["DEFAULT_SPARSITY", "DEVICES", "LAMBDA_CHOICES", "SCHEDULES", "PipelineConfig",

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from slamp_deploy.chips.verdict import FitReport
 
 #: the model and data options the fit depends on
-CHECK_MODEL_DATA = ("model", "weights", "data")
+CHECK_MODEL_DATA = ("model", "weights", "nir_dt", "data")
 
 
 def check_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ _FIELDS = {f.name: f for f in fields(PipelineConfig)}
 _TYPES: dict[str, type] = {"int": int, "float": float}
 
 #: the model and data options of every command that loads a model and its data, in --help order
-MODEL_DATA = ("model", "weights", "data", "eval_data", "eval_fraction", "calib_samples",
+MODEL_DATA = ("model", "weights", "nir_dt", "data", "eval_data", "eval_fraction", "calib_samples",
               "timesteps", "encoding", "readout", "device", "dist_timeout", "seed", "split_seed")
 #: the groups of the run's own options after "model and data", in --help order
 RUN_GROUPS = (

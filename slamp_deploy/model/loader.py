@@ -28,15 +28,21 @@ class LoadedModel:
     model: nn.Module
     spec: str  # the --model value (or "builtin:digits")
     weights: str | None  # the checkpoint path, if any
+    # a NIR file's: what the reader assumed (nir_import.ReadAssumption) and its warnings
+    nir_assumptions: tuple = ()
+    warnings: tuple[str, ...] = ()
 
 
-def load_model(spec: str | None, weights: str | None, *, device: str = "cpu") -> LoadedModel:
+def load_model(spec: str | None, weights: str | None, *, device: str = "cpu",
+               nir_dt: float | None = None) -> LoadedModel:
     """Build the model from ``spec`` and load ``weights`` into it.
 
     ``spec`` is ``path/to/file.py:factory`` or ``package.module:factory`` (a function returning
-    the ``nn.Module``), or ``graph.nir`` (a NIR file written by any framework); None means the
-    built-in digits example with its shipped weights.
+    the ``nn.Module``), or ``graph.nir`` (a NIR file written by any framework, read at step
+    ``nir_dt`` unless it records its own); None means the built-in digits example with its
+    shipped weights.
     """
+    read = None
     if spec is None or spec == BUILTIN:
         from slamp_deploy.examples.digits import build_model, weights_path
 
@@ -44,18 +50,22 @@ def load_model(spec: str | None, weights: str | None, *, device: str = "cpu") ->
         weights = weights or str(weights_path())
         spec = BUILTIN
     elif spec.endswith(".nir"):
-        from slamp_deploy.model.nir_import import from_nir
+        from slamp_deploy.model.nir_import import read_nir
 
         if weights is not None:
             raise ModelError(f"--weights {weights}: a NIR file carries its own weights; drop "
                              f"--weights when --model is a .nir file")
-        model, _meta = from_nir(spec)
+        read = read_nir(spec, dt=nir_dt)
+        model = read.model
     else:
         model = _call_factory(spec)
     if weights is not None:
         load_weights(model, weights)
     check_finite(model, weights or spec)
-    return LoadedModel(model=model.to(device), spec=spec, weights=weights)
+    if read is None:
+        return LoadedModel(model=model.to(device), spec=spec, weights=weights)
+    return LoadedModel(model=model.to(device), spec=spec, weights=weights,
+                       nir_assumptions=read.assumptions, warnings=read.warnings)
 
 
 def _call_factory(spec: str) -> nn.Module:

@@ -24,7 +24,7 @@ def check_model(cfg: PipelineConfig) -> FitReport:
     cfg.validate()
     check_paths(cfg)
     profile = load_profile(cfg.target)
-    loaded = load_model(cfg.model, cfg.weights, device="cpu")
+    loaded = load_model(cfg.model, cfg.weights, device="cpu", nir_dt=cfg.nir_dt)
     ds, _ = load_data(cfg)
     graph = trace(loaded.model, ds.sample_shape)
     rep = check_masks(graph, alive_masks(graph), profile, cfg.chips, cfg.cores)

@@ -58,6 +58,7 @@ from slamp_deploy.report.model import (
     FitSection,
     LayerRow,
     ModelInfo,
+    NirAssumption,
     RoundRecord,
     RunReport,
     SparsityInfo,
@@ -161,7 +162,7 @@ def prepare(cfg: PipelineConfig) -> tuple[LoadedModel, SpikingGraph, Split, int]
     Shared by the pipeline, ``check``, ``energy`` and the benchmarks, so every command sees the
     same model, the same graph and the same samples for the same options.
     """
-    loaded = load_model(cfg.model, cfg.weights, device=cfg.device)
+    loaded = load_model(cfg.model, cfg.weights, device=cfg.device, nir_dt=cfg.nir_dt)
     ds, ev = load_data(cfg)
     T = resolve_timesteps(cfg, ds)
     graph = trace(loaded.model, ds.sample_shape)
@@ -214,7 +215,8 @@ def _run(cfg: PipelineConfig, world: distributed.World,
         ctx.prune_and_recover()
         if world.is_main:  # fit check, reports and export are cheap and write files: rank 0
             deployed = ctx.deploy()
-    messages = [str(w.message) for w in caught if issubclass(w.category, SlampWarning)]
+    messages = [*loaded.warnings,  # the NIR reader's, issued before this block
+                *(str(w.message) for w in caught if issubclass(w.category, SlampWarning))]
     for w in caught:  # hand everything back to the caller's warning filters
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     timer.stages["total"] = round(time.perf_counter() - t_start, 3)
@@ -472,7 +474,11 @@ class PipelineContext:
             encoding=c.encoding if not self.parts.train.sequence else "sequence",
             readout=c.readout, config=asdict(c),
             model=ModelInfo(spec=self.loaded.spec, weights=self.loaded.weights,
-                            ops=tuple(g.describe())),
+                            ops=tuple(g.describe()),
+                            nir_assumptions=tuple(
+                                NirAssumption(name=a.name, value=a.value, source=a.source,
+                                              note=a.note)
+                                for a in self.loaded.nir_assumptions) or None),
             data=DataInfo.from_dict(self.parts.describe()),
             sparsity=SparsityInfo(target=_r(self.sparsity), achieved=_r(1.0 - kept / total),
                                   weights_total=total, weights_kept=kept),

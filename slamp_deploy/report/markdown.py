@@ -76,6 +76,11 @@ def _head(report: RunReport) -> list[str]:
         f"timesteps: {report.timesteps}, encoding: {report.encoding}, "
         f"readout: {report.readout}, seed: {report.seed}",
         f"- model: `{report.model.spec}` (weights: `{report.model.weights}`)",
+        *(f"  - read from NIR, {a.name}: {a.value} ({a.source}: {a.note})"
+          for a in report.model.nir_assumptions or ()),
+        *(["  - \"exact\" below compares slamp-deploy's reading of this graph with its own "
+           "exports and runtimes, not with the producer's simulator (docs/nir-interop.md)"]
+          if report.model.nir_assumptions else []),
         f"- data: retrain {data.retrain.count} samples, calibration "
         f"{data.calibration.count}, evaluation "
         f"{data.evaluation.count} ({data.evaluation.source})",

@@ -164,10 +164,33 @@ class SparsityInfo(_Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NirAssumption(_Record):
+    """What the NIR reader needed that the file did not say: ``source`` is "file" (slamp
+    metadata), "given" (--nir-dt) or "assumed" (a default, also a warning)."""
+
+    name: str
+    value: str
+    source: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelInfo(_Record):
     spec: str
     weights: str | None
     ops: tuple[Mapping[str, Any], ...]  # SpikingGraph.describe(), one mapping per op
+    nir_assumptions: tuple[NirAssumption, ...] | None = None  # --model graph.nir only
+    _OPTIONAL: ClassVar[frozenset[str]] = frozenset({"nir_assumptions"})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelInfo:
+        base = _Record.from_dict.__func__(cls, {k: v for k, v in d.items()  # type: ignore
+                                                if k != "nir_assumptions"})
+        facts = d.get("nir_assumptions")
+        if facts is None:
+            return base
+        return dataclasses.replace(base, nir_assumptions=tuple(
+            NirAssumption.from_dict(a) for a in facts))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

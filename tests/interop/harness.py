@@ -1,0 +1,251 @@
+"""The NIR interop measurements, both directions, as rows of ``tests/interop/results.json``.
+
+Producer -> slamp-deploy: ``frameworks.py export-all`` (in ``.venv-interop``) writes each
+framework's own NIR export of a small seeded network with that framework's own simulation of
+it; slamp-deploy reads the file at the producer's dt (``read_nir(dt=...)``), runs the model it
+built and compares the output spikes. Where a producer's exporter departs from NIR's equations,
+the row's ``corrected`` entry reads the file again with that one departure undone (a patched
+copy) and must then agree exactly: that is the measurement behind each documented departure.
+
+slamp-deploy -> consumer: two small pruned networks exported by ``to_nir``;
+``frameworks.py import-all`` reads them with each framework's own importer and runs them;
+their output spikes are compared with ``nir_sim`` (our reference). ``scripts/interop_results.py``
+writes results.json; ``test_frameworks.py`` recomputes every row and compares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nir
+import numpy as np
+import snntorch as snn
+import torch
+from slamp_deploy.exporters import nir_sim
+from slamp_deploy.exporters.nir_export import to_nir, write_nir
+from torch import nn
+
+from slamp_deploy.errors import ModelError
+from slamp_deploy.model.graph import trace
+from slamp_deploy.model.nir_import import read_nir
+from slamp_deploy.model.runner import run
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+RESULTS = HERE / "results.json"
+FRAMEWORKS = HERE / "frameworks.py"
+
+
+def interop_python() -> Path | None:
+    """The interpreter with the other frameworks (``make interop-env``), or None."""
+    p = Path(os.environ.get("SLAMP_INTEROP_PYTHON", ROOT / ".venv-interop" / "bin" / "python"))
+    return p if p.is_file() else None
+
+
+def _call(command: str, folder: Path) -> None:
+    py = interop_python()
+    assert py is not None, "no .venv-interop: run `make interop-env`"
+    subprocess.run([str(py), str(FRAMEWORKS), command, str(folder)], check=True,
+                   timeout=600, capture_output=True, text=True)
+
+
+# ---------------------------------------------------------------------------- departures
+
+
+def _scale_tau_by_1_over_dt(g: nir.NIRGraph, dt: float) -> None:
+    for node in g.nodes.values():
+        if isinstance(node, nir.LIF):
+            node.tau = np.asarray(node.tau) / dt
+
+
+def _r_is_tau_over_dt(g: nir.NIRGraph, dt: float) -> None:
+    for node in g.nodes.values():
+        if isinstance(node, (nir.LI, nir.LIF)):
+            node.r = np.asarray(node.tau) / dt
+
+
+def _reset_one_step_late(g: nir.NIRGraph, dt: float) -> None:
+    for node in g.nodes.values():
+        if isinstance(node, nir.CubaLIF):
+            node.metadata = {"slamp.reset_mechanism": "zero", "slamp.reset_delay": True}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    """A producer's export: its framework, node types, dt, and the departure (if any) its
+    exporter makes from NIR's equations, with the patch that undoes it."""
+
+    name: str
+    framework: str
+    nodes: str
+    dt: float
+    departure: str = ""
+    undo: Callable[[nir.NIRGraph, float], None] | None = None
+
+
+CASES = (
+    Case(name="snntorch-lif", framework="snnTorch 1.0.0", nodes="Affine, LIF", dt=1e-4),
+    Case(name="snntorch-cubalif", framework="snnTorch 1.0.0", nodes="Affine, CubaLIF",
+         dt=1e-4, departure="Synaptic resets one step late (reset_delay=True); the file "
+         "does not say so", undo=_reset_one_step_late),
+    Case(name="norse-lif-dt1", framework="norse 1.1.0", nodes="Affine, LIF", dt=1.0),
+    Case(name="norse-lif-dt1e-3", framework="norse 1.1.0", nodes="Affine, LIF", dt=1e-3,
+         departure="to_nir writes tau = dt/tau_mem_inv = dt*tau (norse/torch/utils/"
+         "export_nir.py:37), exact only when dt = 1", undo=_scale_tau_by_1_over_dt),
+    Case(name="sinabs-if-conv-sumpool", framework="sinabs 3.1.3",
+         nodes="Conv2d, IF, SumPool2d, Flatten, Affine", dt=1.0,
+         departure="none with SingleSpike and MembraneReset; sinabs' default MultiSpike and "
+         "MembraneSubtract are not NIR's IF; to_nir leaves the Conv2d input_shape unset "
+         "(nir.write then fails)"),
+    Case(name="spyx-li-threshold", framework="spyx 1.0.0", nodes="Affine, LI, Threshold",
+         dt=1.0, departure="PSU_LIF exported with r = 1 while it applies unit input gain "
+         "(NIR needs r = tau/dt)", undo=_r_is_tau_over_dt),
+    Case(name="spyx-lif", framework="spyx 1.0.0", nodes="Affine, LIF", dt=1.0,
+         departure="LIF exported with r = beta; spyx's LIF spikes on the previous membrane "
+         "and subtracts the threshold, which NIR's LIF cannot say"),
+    Case(name="rockpool-cubalif", framework="rockpool 3.1.0", nodes="Linear, CubaLIF",
+         dt=1e-3, departure="LIFTorch decays by exp(-dt/tau), writes w_in = 1 and r = "
+         "tau*exp(-dt/tau)/dt, and subtracts the threshold: not NIR's forward Euler"),
+)
+
+
+def _read_and_run(path: Path, dt: float, x: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = read_nir(path, dt=dt).model
+    g = trace(model, tuple(x.shape[2:]))
+    with torch.no_grad():
+        return run(g, torch.from_numpy(x)).spikes.numpy()
+
+
+def _verdict(ours: np.ndarray, theirs: np.ndarray) -> tuple[str, float]:
+    ours = ours.reshape(theirs.shape)
+    agree = round(float((ours == theirs).mean()), 3)
+    exact = bool(np.array_equal(ours, theirs)) and theirs.sum() > 0
+    return ("exact" if exact else "approximate"), agree
+
+
+def _export_row(case: Case, folder: Path) -> dict[str, Any]:
+    d = folder / case.name
+    row: dict[str, Any] = {"framework": case.framework, "direction": "into slamp-deploy",
+                           "case": case.name, "nodes": case.nodes, "dt": case.dt,
+                           "departure": case.departure}
+    if (d / "error.txt").is_file():
+        return row | {"verdict": "producer fails", "agreement": None,
+                      "note": (d / "error.txt").read_text()}
+    x, y = np.load(d / "x.npy"), np.load(d / "y.npy")
+    try:
+        verdict, agree = _verdict(_read_and_run(d / "graph.nir", case.dt, x), y)
+        row |= {"verdict": verdict, "agreement": agree, "note": ""}
+    except ModelError as e:
+        row |= {"verdict": "refused", "agreement": None,
+                "note": str(e).split(": ", 1)[1][:300]}
+    if case.undo is not None:
+        g = nir.read(str(d / "graph.nir"), type_check=False)
+        case.undo(g, case.dt)
+        fixed = d / "undone.nir"
+        nir.write(str(fixed), g, compression=None)
+        v, a = _verdict(_read_and_run(fixed, case.dt, x), y)
+        row["corrected"] = {"verdict": v, "agreement": a}
+    return row
+
+
+# ---------------------------------------------------------------------------- our exports
+
+
+def _pruned(model: nn.Module, shape: tuple[int, ...]) -> Any:
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            with torch.no_grad():
+                m.weight.uniform_(-0.2, 1.5)
+                m.weight.mul_((torch.rand_like(m.weight) > 0.5).float())  # half pruned
+                m.bias.zero_()
+    return trace(model, shape)
+
+
+def _leaky(beta: float) -> nn.Module:
+    return snn.Leaky(beta=beta, reset_mechanism="zero", reset_delay=False, init_hidden=True)
+
+
+#: our exports: name -> (node types, network, per-sample input shape)
+OURS: dict[str, tuple[str, Callable[[], nn.Module], tuple[int, ...]]] = {
+    "slamp-mlp": ("Affine, LIF", lambda: nn.Sequential(
+        nn.Linear(6, 8), _leaky(0.8), nn.Linear(8, 3), _leaky(0.7)), (6,)),
+    "slamp-conv": ("Conv2d, LIF, AvgPool2d, Flatten, Affine", lambda: nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), _leaky(0.8), nn.AvgPool2d(2), nn.Flatten(),
+        nn.Linear(18, 3), _leaky(0.7)), (1, 6, 6)),
+}
+CONSUMERS = ("snntorch", "norse", "sinabs", "spyx", "rockpool")
+_VERSIONS = {"snntorch": "snnTorch 1.0.0", "norse": "norse 1.1.0", "sinabs": "sinabs 3.1.3",
+             "spyx": "spyx 1.0.0", "rockpool": "rockpool 3.1.0"}
+
+
+def _write_ours(folder: Path) -> dict[str, np.ndarray]:
+    refs = {}
+    rng = np.random.default_rng(1)
+    for name, (_, make, shape) in OURS.items():
+        d = folder / name
+        d.mkdir(parents=True, exist_ok=True)
+        g = _pruned(make(), shape)
+        graph = to_nir(g, timesteps=12, encoding="direct", readout="spikes")
+        write_nir(graph, d / "graph.nir")
+        x = (rng.random((12, 4, *shape)) < 0.4).astype(np.float32)
+        np.save(d / "x.npy", x)
+        out = next(src for src, dst in graph.edges if dst == "output")
+        refs[name] = nir_sim.simulate(nir.read(str(d / "graph.nir")), x)[out]
+    return refs
+
+
+def _import_rows(folder: Path, refs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    rows = []
+    for name, (nodes, _, _) in OURS.items():
+        d = folder / name
+        for fw in CONSUMERS:
+            row: dict[str, Any] = {"framework": _VERSIONS[fw], "direction": "from slamp-deploy",
+                                   "case": name, "nodes": nodes, "dt": 1e-4, "departure": ""}
+            if (d / f"{fw}.txt").is_file():
+                rows.append(row | {"verdict": "consumer fails", "agreement": None,
+                                   "note": (d / f"{fw}.txt").read_text()})
+                continue
+            theirs = np.load(d / f"{fw}.npy")
+            if theirs.size != refs[name].size:
+                rows.append(row | {"verdict": "consumer fails", "agreement": None,
+                                   "note": f"output shape {list(theirs.shape)}, expected "
+                                           f"{list(refs[name].shape)}"})
+                continue
+            verdict, agree = _verdict(theirs, refs[name])
+            rows.append(row | {"verdict": verdict, "agreement": agree, "note": ""})
+    return rows
+
+
+def measure(folder: Path) -> list[dict[str, Any]]:
+    """Every row, from scratch, in ``folder`` (two runs of the interop interpreter)."""
+    exports, ours = folder / "exports", folder / "ours"
+    exports.mkdir(parents=True, exist_ok=True)
+    ours.mkdir(parents=True, exist_ok=True)
+    _call("export-all", exports)
+    rows = [_export_row(c, exports) for c in CASES]
+    refs = _write_ours(ours)
+    _call("import-all", ours)
+    return rows + _import_rows(ours, refs)
+
+
+def write_results(rows: list[dict[str, Any]], path: Path = RESULTS) -> None:
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = measure(Path(tmp))
+    json.dump(rows, sys.stdout, indent=1)
