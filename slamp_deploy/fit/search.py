@@ -18,6 +18,7 @@ from slamp_deploy.chips.verdict import FitReport
 from slamp_deploy.errors import InfeasibleTargetError, ModelError, UsageError
 from slamp_deploy.fit.check import check_fit
 from slamp_deploy.fit.from_graph import geometries
+from slamp_deploy.fit.placement import hidden_orders, permute_graph, permute_layers
 from slamp_deploy.geometry import LayerCaps, LayerGeometry, with_masks
 from slamp_deploy.model.graph import SpikingGraph
 from slamp_deploy.prune.allocate import ChipCaps, allocate_capped, score_arrays
@@ -100,7 +101,10 @@ def find_fit_keep(
 
     def attempt(k: int | None) -> tuple[PruningPlan, FitReport]:
         alloc = allocate_capped(scores, layers, caps, k, extra_caps=extra_caps)
-        report = check_fit(with_masks(layers, alloc.masks), profile, chips=chips, cores=cores)
+        masked = with_masks(layers, alloc.masks)
+        # checked in the order the run exports (place_neurons): a permutation is free
+        report = check_fit(permute_layers(masked, hidden_orders(masked, profile)), profile,
+                           chips=chips, cores=cores)
         return alloc, report
 
     caps = profile_caps(layers, profile)
@@ -139,3 +143,17 @@ def check_masks(graph: SpikingGraph, masks: Mapping[str, torch.Tensor], profile:
         ModelError: a residual join the checker cannot map, or a mapper that maps no joins.
     """
     return check_fit(geometries(graph, masks), profile, chips=chips, cores=cores)
+
+
+def place_neurons(graph: SpikingGraph, masks: dict[str, torch.Tensor],
+                  profile: HardwareProfile) -> dict[int, list[int]]:
+    """Renumber hidden neurons, in place, where the chip reads them by position (Xylo's
+    expansion neurons, :mod:`slamp_deploy.fit.placement`): the model, its masks and so its
+    exports carry the order. Returns layer index -> the order applied (empty: none needed)."""
+    try:
+        geoms = geometries(graph, masks)
+    except ModelError:
+        return {}
+    orders = hidden_orders(geoms, profile)
+    permute_graph(graph, masks, orders)
+    return {i: [int(x) for x in o] for i, o in orders.items()}

@@ -261,6 +261,9 @@ def fit_markdown(rep: FitReport) -> str:
     for v in rep.violations:
         how = "pruning relieves it" if v.relievable else "pruning cannot relieve it"
         lines.append(f"- violation: {v.message} ({how}; {v.remedy})")
+    for w in rep.warnings:
+        lines.append(f"- warning: {'layer ' + w.layer if w.layer else 'network'}: {w.rule}: "
+                     f"{w.reason}")
     if rep.not_checked:
         lines.append(f"- not checked ({len(rep.not_checked)} rules, figure unknown): "
                      + ", ".join(sorted({r.rule for r in rep.not_checked})))
