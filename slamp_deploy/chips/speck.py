@@ -364,6 +364,12 @@ class Speck(Family):
         "speck.neuron_memory": "neuron memory words",
         "speck.mapping": "layers to place",
     }
+    feed_forward = ("speck.feed_forward",
+                    "DYNAP-CNN cores are feed-forward: sinabs maps no recurrent layer (its graph "
+                    "extractor refuses cycles, nir_graph_extractor.py; docs: recurrence 'not "
+                    "recommended or supported as it can result in deadlock'); unroll it or use "
+                    "snn.Leaky(beta=1.0)")
+    needs = ("kernel_memory_words", "neuron_memory_words", "strides", "pool_sizes")
     rules: ClassVar[tuple[Rule, ...]] = (
         layer_kinds, out_channels_max, square_kernel, kernel_size_and_padding, strides,
         dilation_groups, map_sizes, neuron_model, pooling, memories, destinations_max,

@@ -292,6 +292,7 @@ class Xylo(Family):
         "xylo.input_positions": "position of the last fed neuron",
         "xylo.output_positions": "positions from the first read neuron to the end",
     }
+    needs = ("tau_le_dt",)
     rules: ClassVar[tuple[Rule, ...]] = (
         input_channels_max, at_least_two_neuron_layers, hidden_neurons_max, output_neurons_max,
         output_warning, weights_feed_neurons, hidden_fan_out, recurrent_weights_max,
