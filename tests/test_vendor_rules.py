@@ -458,3 +458,65 @@ def test_a_family_field_a_rule_needs_is_refused_at_load(tmp_path: Path, target: 
         f.write_text("\n".join(new).replace(f'name = "{target}"', f'name = "{variant}"') + "\n")
         with pytest.raises(ProfileError, match=rf"{section}\.{field}"):
             load_profile(str(f))
+
+
+XYLO_MODEL_SRC = '''
+import snntorch as snn
+import torch
+from torch import nn
+
+
+def build():
+    return nn.Sequential(
+        nn.Linear(16, 200, bias=False),
+        snn.Leaky(beta=0.875, threshold=0.5, init_hidden=True),
+        nn.Linear(200, 4, bias=False),
+        snn.Leaky(beta=0.875, threshold=0.5, init_hidden=True, output=True))
+'''
+
+
+@pytest.mark.slow
+def test_run_exports_the_placed_order(tmp_path: Path) -> None:
+    """A whole run on XyloAudio 3: the fed/read neurons of the given weights sit outside the
+    windows rockpool keeps; the run places them (xylo.input_positions and output_positions
+    pass), and the exported NIR and pruned.pt carry that order."""
+    import nir
+
+    from slamp_deploy.cli import main
+
+    (tmp_path / "xm.py").write_text(XYLO_MODEL_SRC)
+    rng = np.random.default_rng(0)
+    fed = np.zeros(200, bool)
+    fed[rng.choice(200, 110, replace=False)] = True
+    read = np.zeros(200, bool)
+    read[rng.choice(200, 100, replace=False)] = True
+    torch.manual_seed(0)
+    w0 = torch.randn(200, 16) * torch.as_tensor(fed, dtype=torch.float32)[:, None]
+    w2 = torch.randn(4, 200) * torch.as_tensor(read, dtype=torch.float32)[None, :]
+    ns: dict = {}
+    exec(XYLO_MODEL_SRC, ns)
+    model = ns["build"]()
+    with torch.no_grad():
+        model[0].weight.copy_(w0)
+        model[2].weight.copy_(w2)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    x = (rng.random((300, 16)) < 0.3).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=rng.integers(0, 4, 300))
+    out = tmp_path / "o"
+    rc = main(["--target", "xylo-audio3", "--model", f"{tmp_path / 'xm.py'}:build", "--weights",
+               str(tmp_path / "w.pt"), "--data", str(tmp_path / "d.npz"), "--sparsity", "0.1",
+               "--epochs", "0", "--out", str(out)])
+    rep = json.loads((out / "report.json").read_text())
+    fit = rep["fit"]["report"]
+    assert rc == 0 and fit["fits"], fit["violations"]
+    checks = {(c["rule"], c["layer"]): c for lf in fit["layers"] for c in lf["checks"]}
+    assert checks[("xylo.input_positions", "0")]["status"] == "ok"
+    assert checks[("xylo.output_positions", "2")]["status"] == "ok"
+    pruned = torch.load(out / "pruned.pt")
+    fed_after = (pruned["0.weight"] != 0).any(dim=1).numpy()
+    read_after = (pruned["2.weight"] != 0).any(dim=0).numpy()
+    assert fed_after[128:].sum() == 0 and read_after[:72].sum() == 0
+    g = nir.read(next(out.glob("*.nir")))
+    lin = [n for n in g.nodes.values() if isinstance(n, nir.Linear | nir.Affine)]
+    w_first = next(n.weight for n in lin if n.weight.shape == (200, 16))
+    assert np.array_equal(w_first != 0, pruned["0.weight"].numpy() != 0)
