@@ -31,6 +31,7 @@ from slamp_deploy.fit.from_graph import geometries
 from slamp_deploy.fit.placement import hidden_orders
 from slamp_deploy.fit.search import place_neurons
 from slamp_deploy.model.graph import trace
+from slamp_deploy.model.loader import load_model
 from slamp_deploy.model.runner import run
 from slamp_deploy.prune.masks import alive_masks
 
@@ -209,8 +210,6 @@ def test_speck_memory_and_mapping_agree_with_sinabs() -> None:
 def test_speck_recurrent_layer_is_one_line_exit_3(tmp_path: Path) -> None:
     """A recurrent snnTorch layer cannot be mapped on Speck: one error line naming the layer
     and the rule, exit 3."""
-    from slamp_deploy.cli import main
-
     f = tmp_path / "rnn.py"
     f.write_text("import snntorch as snn\nfrom torch import nn\n\n"
                  "def build():\n    return nn.Sequential(nn.Linear(64, 16, bias=False), "
@@ -223,7 +222,6 @@ def test_speck_recurrent_layer_is_one_line_exit_3(tmp_path: Path) -> None:
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr
     assert "'1'" in lines[0] and "speck.feed_forward" in lines[0]
-    assert main  # the CLI module imports
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,3 +518,34 @@ def test_run_exports_the_placed_order(tmp_path: Path) -> None:
     lin = [n for n in g.nodes.values() if isinstance(n, nir.Linear | nir.Affine)]
     w_first = next(n.weight for n in lin if n.weight.shape == (200, 16))
     assert np.array_equal(w_first != 0, pruned["0.weight"].numpy() != 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Loihi 2: the rules no public figure lets us check, and how a user fills them in
+
+
+def test_loihi2_names_what_it_cannot_check_and_a_user_profile_fills_it(capsys) -> None:  # type: ignore[no-untyped-def]
+    from slamp_deploy.cli import main
+
+    assert main(["check", "--target", "loihi2"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("not checked:"))
+    for rule in ("core.in_axons_max", "core.out_axons_max", "core.synapse_memory_bits",
+                 "neuron.fan_in_max", "neuron.fan_out_max"):
+        assert rule in line
+    assert "(figure unknown; 0, 2, 5, 7)" in line
+    assert "--target my-chip.toml" in out and "examples/my-loihi2.toml" in out
+    assert "tightest rules: core.neurons_max on 0: 1,024 of 8,192 (margin 7,168)" in out
+
+    example = ROOT / "examples" / "my-loihi2.toml"
+    assert example.read_text().count("source = \"PLACEHOLDER") == 3
+    assert main(["check", "--target", str(example)]) == 0
+    out = capsys.readouterr().out
+    assert "my-loihi2: fits (4 of 120 cores, 8 rules not checked)" in out
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("not checked:"))
+    assert "core.in_axons_max" not in line and "neuron.fan_in_max" not in line
+    # the filled figures are now checked: fan-in 512 of layer 5 against the placeholder 4096
+    g = trace(load_model(None, None, device="cpu").model, (1, 8, 8))  # the built-in example
+    r = _result(check_fit(geometries(g, alive_masks(g)), load_profile(str(example))),
+                "neuron.fan_in_max", "5")
+    assert (r.status, r.value, r.limit) == ("ok", 512, 4096)

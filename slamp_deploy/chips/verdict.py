@@ -156,6 +156,23 @@ class FitReport:
                 head += f" (+{len(self.violations) - 1} more)"
         return head
 
+    def not_checked_lines(self) -> list[str]:
+        """One line per unchecked rule: its reason and the layers it concerns."""
+        by: dict[tuple[str, str], list[str]] = {}
+        for r in self.not_checked:
+            reason = r.reason.removeprefix("not checked (").removesuffix(")")
+            by.setdefault((r.rule, reason), []).append(r.layer or "network")
+        return [f"{rule} ({reason}; {', '.join(dict.fromkeys(where))})"
+                for (rule, reason), where in sorted(by.items())]
+
+    def tightest(self, n: int = 5) -> list[RuleResult]:
+        """The ``n`` checked rules with the least relative headroom (violated ones first)."""
+        pool = [c for lf in self.layers for c in lf.checks] + list(self.network_checks)
+        ranked = [c for c in pool if c.status in ("ok", "violated") and c.margin is not None
+                  and c.limit]
+        ranked.sort(key=lambda c: (c.margin or 0) / max(c.limit or 1, 1))
+        return ranked[:n]
+
     @property
     def warnings(self) -> tuple[RuleResult, ...]:
         """Rules that hold with a warning (status ``warning``), layers first."""
