@@ -34,6 +34,9 @@ __all__ = [
     "LayerCaps",
     "LayerGeometry",
     "LayerStats",
+    "LayerTraits",
+    "NeuronTraits",
+    "Pool",
     "conv_params",
     "core_starts",
     "layer_stats",
@@ -43,6 +46,40 @@ __all__ = [
 
 INPUT = "@input"  # LayerGeometry.source value naming the network input
 IDENTITY = "identity"  # LayerGeometry.kind of a one-to-one connection (identity shortcut)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pool:
+    """A pooling op on a layer's path to the next synaptic op (chip rules read it: Speck)."""
+
+    kind: str  # "avgpool" | "maxpool"
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    after_neurons: bool  # True: it pools the layer's spikes; False: its currents
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NeuronTraits:
+    """The neuron parameters chip rules read (Speck's IF-only cores, Xylo's bit-shift decays and
+    subtractive reset): distinct values only, as plain floats."""
+
+    kind: str  # "leaky" | "synaptic"
+    betas: tuple[float, ...]  # distinct membrane decays (snnTorch beta, clamped to [0, 1])
+    alphas: tuple[float, ...] = ()  # distinct synaptic decays (Synaptic only)
+    reset_mechanism: str = "subtract"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerTraits:
+    """What a layer is beyond its connectivity, for the chip rules that need it. ``None`` on a
+    :class:`LayerGeometry` built without a model (those rules then report ``not_checked``)."""
+
+    bias: str = "none"  # "none" | "zero" (a bias tensor of zeros) | "nonzero"
+    # a linear layer read through a Flatten: the (C, H, W) shape that was flattened (sinabs
+    # turns such a layer into a convolution whose kernel is that whole map)
+    flat_from: tuple[int, ...] = ()
+    pools: tuple[Pool, ...] = ()
+    neuron: NeuronTraits | None = None  # None: a non-spiking readout
 
 
 @dataclass(frozen=True)
@@ -68,6 +105,7 @@ class LayerGeometry:
     # their fan-ins add up. kind "identity" is a one-to-one connection of weight 1 (an identity
     # shortcut): mask (n,) all True, in_shape = out_shape = the population's shape.
     population: str | None = None
+    traits: LayerTraits | None = None  # bias, flatten, pooling and neuron facts (see above)
 
 
 # --------------------------------------------------------------------------------------------

@@ -115,6 +115,10 @@ class Family:
     simulators: ClassVar[tuple[str, ...]] = ()  # exporters that can run its networks
     rule_words: ClassVar[Mapping[str, str]] = {}  # rule id -> words in violation messages
     rules: ClassVar[tuple[Rule, ...]] = ()
+    # (rule id, why and what to do) for families whose chips map no recurrent layer at all
+    feed_forward: ClassVar[tuple[str, str] | None] = None
+    # fields of the family section its rules cannot run without (refused at load when unknown)
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def cross_check(self, profile: HardwareProfile, fname: str) -> None:
         """Profile rules spanning several fields; raise ProfileError. Default: none."""

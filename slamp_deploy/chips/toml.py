@@ -174,6 +174,7 @@ def _build(doc: Mapping[str, Any], fname: str) -> HardwareProfile:
         family_section=_family_section(doc, mapper, family_sections, fname),
         **sections,
     )
+    _check_family_needs(profile, fname)
     _cross_checks(profile, fname)
     return profile
 
@@ -401,6 +402,22 @@ def _check_value(v: Any, kind: str, dotted: str, fname: str) -> Value:
     raise AssertionError(f"unhandled kind {kind}")  # pragma: no cover - schema bug
 
 
+
+
+def _check_family_needs(p: HardwareProfile, fname: str) -> None:
+    """The family-section figures the family's rules cannot run without (``Family.needs``) must
+    carry a usable value: refused here, with the field named, rather than failing in a rule."""
+    family = family_named(p.mapper)
+    if family is None or family.section is None:
+        return
+    sec = p.section(family.section[0])
+    for name in family.needs:
+        fig = getattr(sec, name)
+        if not fig.usable:
+            raise field_error(
+                fname, f"{family.section[0]}.{name}.value", fig.value,
+                f"the {family.name} rules need this figure (confidence {fig.confidence!r} is "
+                "not usable); give its value with a known confidence (V, V-code, D or S)")
 
 
 def _cross_checks(p: HardwareProfile, fname: str) -> None:

@@ -12,7 +12,13 @@ from typing import Any
 
 from slamp_deploy.errors import ConstraintViolation
 
-__all__ = ["FitReport", "LayerFit", "RuleResult", "Violation", "raise_if_not_fit"]
+__all__ = ["NOT_CHECKED_HELP", "FitReport", "LayerFit", "RuleResult", "Violation",
+           "raise_if_not_fit"]
+
+#: What a user with the missing figures does (check, report.md): a profile of their own.
+NOT_CHECKED_HELP = ("a profile of your own fills them in: copy the target's TOML, give the "
+                    "figures with value, confidence and source, and pass --target my-chip.toml "
+                    "(hardware_profiles/SCHEMA.md; examples/my-loihi2.toml)")
 
 SCHEMA_VERSION = 1
 
@@ -23,7 +29,9 @@ class RuleResult:
 
     rule: str  # dotted profile field or mapper rule, e.g. "neuron.fan_in_max"
     layer: str | None
-    status: str  # "ok" | "violated" | "not_checked" | "no_limit"
+    # "ok" | "violated" | "not_checked" | "no_limit" | "warning" (it maps, but the vendor's
+    # toolchain warns or the chip runs it changed, e.g. Xylo's bit-shift decays; ``reason`` says)
+    status: str
     value: int | None = None  # observed worst case (per core under the chosen mapping)
     limit: int | None = None
     comparison: str = "<="  # value <= limit; ">=" for minimums; "==" for yes/no rules (1 = ok)
@@ -139,12 +147,37 @@ class FitReport:
             else f"{self.cores_used} of {avail} cores"
         )
         head = f"{self.target}: {'fits' if self.fits else 'does not fit'} ({cores}"
-        head += f", {len(self.not_checked)} rules not checked)"
+        head += f", {len(self.not_checked)} rules not checked"
+        n_warn = len(self.warnings)
+        head += f", {n_warn} warning{'s' if n_warn > 1 else ''})" if n_warn else ")"
         if self.violations:
             head += f"; {self.violations[0].message}"
             if len(self.violations) > 1:
                 head += f" (+{len(self.violations) - 1} more)"
         return head
+
+    def not_checked_lines(self) -> list[str]:
+        """One line per unchecked rule: its reason and the layers it concerns."""
+        by: dict[tuple[str, str], list[str]] = {}
+        for r in self.not_checked:
+            reason = r.reason.removeprefix("not checked (").removesuffix(")")
+            by.setdefault((r.rule, reason), []).append(r.layer or "network")
+        return [f"{rule} ({reason}; {', '.join(dict.fromkeys(where))})"
+                for (rule, reason), where in sorted(by.items())]
+
+    def tightest(self, n: int = 5) -> list[RuleResult]:
+        """The ``n`` checked rules with the least relative headroom (violated ones first)."""
+        pool = [c for lf in self.layers for c in lf.checks] + list(self.network_checks)
+        ranked = [c for c in pool if c.status in ("ok", "violated") and c.margin is not None
+                  and c.limit]
+        ranked.sort(key=lambda c: (c.margin or 0) / max(c.limit or 1, 1))
+        return ranked[:n]
+
+    @property
+    def warnings(self) -> tuple[RuleResult, ...]:
+        """Rules that hold with a warning (status ``warning``), layers first."""
+        return tuple(c for c in (*(c for lf in self.layers for c in lf.checks),
+                                 *self.network_checks) if c.status == "warning")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable, with a fixed key order."""

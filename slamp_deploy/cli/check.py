@@ -56,6 +56,7 @@ def run_check(argv: Sequence[str]) -> int:
     """Print the per-layer mapping and the verdict; 0 if it fits, 3 if not."""
     from rich.console import Console
 
+    from slamp_deploy.chips.verdict import NOT_CHECKED_HELP
     from slamp_deploy.pipeline.check import check_model
 
     rep = check_model(options.to_config(check_parser().parse_args(argv)))
@@ -64,10 +65,20 @@ def run_check(argv: Sequence[str]) -> int:
     con.print(rep.summary(), soft_wrap=True)
     for v in rep.violations:
         how = "pruning relieves it" if v.relievable else "pruning cannot relieve it"
-        con.print(f"  violated: {v.message} ({how}; {v.remedy})", soft_wrap=True)
+        remedy = "" if v.remedy in v.message else f"; {v.remedy}"  # yes/no rules carry it
+        con.print(f"  violated: {v.message} ({how}{remedy})", soft_wrap=True)
+    for w in rep.warnings:
+        where = f"layer {w.layer}" if w.layer is not None else "network"
+        con.print(f"  warning: {where}: {w.rule}: {w.reason}", soft_wrap=True)
+    tight = rep.tightest()
+    if tight:
+        con.print("  tightest rules: " + "; ".join(
+            f"{c.rule} on {c.layer or 'network'}: {c.value:,} of {c.limit:,} (margin {c.margin:,})"
+            for c in tight if c.value is not None and c.limit is not None
+            and c.margin is not None), soft_wrap=True)
     if rep.not_checked:
-        con.print(f"  not checked (figure unknown): "
-                  f"{', '.join(sorted({r.rule for r in rep.not_checked}))}", soft_wrap=True)
+        con.print(f"  not checked: {'; '.join(rep.not_checked_lines())}", soft_wrap=True)
+        con.print(f"  {NOT_CHECKED_HELP}", soft_wrap=True)
     if not rep.fits:
         print(f"error: {rep.summary()}", file=sys.stderr)
         return 3

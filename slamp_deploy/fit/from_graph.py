@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from slamp_deploy.errors import ModelError
-from slamp_deploy.geometry import IDENTITY, LayerGeometry
+from slamp_deploy.geometry import IDENTITY, LayerGeometry, LayerTraits, NeuronTraits, Pool
 from slamp_deploy.geometry import INPUT as INPUT_SOURCE
 from slamp_deploy.model.graph import (
     ADD,
@@ -22,6 +22,7 @@ from slamp_deploy.model.graph import (
     SYNAPTIC_KINDS,
     Layer,
     SpikingGraph,
+    neuron_spec,
 )
 
 __all__ = ["geometries"]
@@ -131,7 +132,8 @@ def geometries(graph: SpikingGraph, masks: Mapping[str, torch.Tensor], *,
             name=la.name, kind=la.kind, in_shape=tuple(op.in_shape), out_shape=tuple(op.out_shape),
             mask=masks[la.name].detach().cpu().numpy().astype(bool),
             neuron_shape=tuple(la.neuron.out_shape) if la.neuron is not None else (),
-            stride=stride, padding=padding, dilation=dilation, groups=groups))
+            stride=stride, padding=padding, dilation=dilation, groups=groups,
+            traits=layer_traits(graph, la)))
     return out if graph.is_chain or not wiring else _dag_wiring(graph, out)
 
 
@@ -160,3 +162,41 @@ def conv_attributes(layer: Layer) -> tuple[tuple[int, ...], tuple[int, ...], tup
         padding = tuple(t // 2 for t in total)
     return (stride, tuple(int(p) for p in padding),  # type: ignore[union-attr]
             dilation, int(m.groups))  # type: ignore[arg-type]
+
+
+def _pair(v: object, n: int) -> tuple[int, ...]:
+    return tuple(int(x) for x in v) if isinstance(v, (tuple, list)) else (int(v),) * n  # type: ignore[call-overload]
+
+
+def _distinct(t: torch.Tensor) -> tuple[float, ...]:
+    return tuple(float(x) for x in torch.unique(t.detach().flatten()).tolist())
+
+
+def layer_traits(graph: SpikingGraph, la: Layer) -> LayerTraits:
+    """The bias, Flatten, pooling and neuron facts of one layer (:class:`LayerTraits`)."""
+    bias = getattr(la.module, "bias", None)
+    has_bias = "none" if bias is None else "nonzero" if bool(torch.any(bias != 0)) else "zero"
+    flat_from: tuple[int, ...] = ()
+    k = graph.sources(la.op_index)[0]
+    while k != INPUT and graph.ops[k].kind in ("flatten", "reshape", "dropout"):
+        if graph.ops[k].kind != "dropout" and len(graph.ops[k].in_shape) == 3:
+            flat_from = tuple(graph.ops[k].in_shape)
+        k = graph.sources(k)[0]
+    neuron_at = None if la.neuron is None else \
+        next(i for i, op in enumerate(graph.ops) if op is la.neuron)
+    pools = []
+    for j in graph.downstream(la.op_index, through_neurons=True):
+        op = graph.ops[j]
+        if op.kind in ("avgpool", "maxpool") and op.module is not None:
+            d = len(op.in_shape) - 1
+            kernel = _pair(op.module.kernel_size, d)
+            stride = _pair(op.module.stride or op.module.kernel_size, d)
+            pools.append(Pool(kind=op.kind, kernel=kernel, stride=stride,
+                              after_neurons=neuron_at is not None and j > neuron_at))
+    neuron = None
+    if la.neuron is not None:
+        spec = neuron_spec(la.neuron)
+        neuron = NeuronTraits(kind=la.neuron.kind, betas=_distinct(spec.beta),
+                              alphas=() if spec.alpha is None else _distinct(spec.alpha),
+                              reset_mechanism=spec.reset_mechanism)
+    return LayerTraits(bias=has_bias, flat_from=flat_from, pools=tuple(pools), neuron=neuron)

@@ -7,17 +7,19 @@ Sits between the pruning core (which knows nothing of chips) and the pipeline.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from slamp_deploy.chips.family import profile_caps
+from slamp_deploy.chips.family import family_of, profile_caps
 from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.chips.verdict import FitReport
-from slamp_deploy.errors import InfeasibleTargetError, ModelError, UsageError
+from slamp_deploy.errors import InfeasibleTargetError, ModelError, SlampWarning, UsageError
 from slamp_deploy.fit.check import check_fit
 from slamp_deploy.fit.from_graph import geometries
+from slamp_deploy.fit.placement import hidden_orders, permute_graph, permute_layers
 from slamp_deploy.geometry import LayerCaps, LayerGeometry, with_masks
 from slamp_deploy.model.graph import SpikingGraph
 from slamp_deploy.prune.allocate import ChipCaps, allocate_capped, score_arrays
@@ -73,9 +75,35 @@ def fit_keep(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
     if get_method(method).kind != "score":
         raise UsageError(f"--fit --method {method}: the fit search needs a score-based method "
                          f"({', '.join(available_methods('score'))}); pass --sparsity instead")
+    fixed = apply_fit_remedies(graph, alive, profile)
+    if fixed:
+        warnings.warn(f"--fit on {profile.name}: {'; '.join(fixed)} (retrained with the "
+                      "masks when --epochs > 0)", SlampWarning, stacklevel=2)
     weights = {la.name: la.weight for la in graph.layers}
     return find_fit_keep(score_arrays(method, weights, alive, lambdas), geometries(graph, alive),
                          profile, chips, cores)
+
+
+def _drop_bias(graph: SpikingGraph, layer: str) -> str:
+    graph.layer(layer).module.register_parameter("bias", None)
+    return f"dropped the bias of layer {layer!r}"
+
+
+#: rule -> the change ``--fit`` makes to the model where that rule is violated (rules pruning
+#: cannot relieve but a small change to the model can; the verdict's remedy names it)
+FIT_REMEDIES = {"xylo.biases": _drop_bias}
+
+
+def apply_fit_remedies(graph: SpikingGraph, alive: Mapping[str, torch.Tensor],
+                       profile: HardwareProfile) -> list[str]:
+    """Apply :data:`FIT_REMEDIES` to the rules the dense model violates; what was done."""
+    try:
+        geoms = geometries(graph, alive)
+    except ModelError:
+        return []
+    rep = check_fit(permute_layers(geoms, hidden_orders(geoms, profile)), profile)
+    return [FIT_REMEDIES[v.rule](graph, v.layer) for v in rep.violations
+            if v.rule in FIT_REMEDIES and v.layer is not None]
 
 
 def find_fit_keep(
@@ -100,7 +128,10 @@ def find_fit_keep(
 
     def attempt(k: int | None) -> tuple[PruningPlan, FitReport]:
         alloc = allocate_capped(scores, layers, caps, k, extra_caps=extra_caps)
-        report = check_fit(with_masks(layers, alloc.masks), profile, chips=chips, cores=cores)
+        masked = with_masks(layers, alloc.masks)
+        # checked in the order the run exports (place_neurons): a permutation is free
+        report = check_fit(permute_layers(masked, hidden_orders(masked, profile)), profile,
+                           chips=chips, cores=cores)
         return alloc, report
 
     caps = profile_caps(layers, profile)
@@ -139,3 +170,36 @@ def check_masks(graph: SpikingGraph, masks: Mapping[str, torch.Tensor], profile:
         ModelError: a residual join the checker cannot map, or a mapper that maps no joins.
     """
     return check_fit(geometries(graph, masks), profile, chips=chips, cores=cores)
+
+
+def place_neurons(graph: SpikingGraph, masks: dict[str, torch.Tensor],
+                  profile: HardwareProfile) -> dict[int, list[int]]:
+    """Renumber hidden neurons, in place, where the chip reads them by position (Xylo's
+    expansion neurons, :mod:`slamp_deploy.fit.placement`): the model, its masks and so its
+    exports carry the order. Returns layer index -> the order applied (empty: none needed)."""
+    try:
+        geoms = geometries(graph, masks)
+    except ModelError:
+        return {}
+    orders = hidden_orders(geoms, profile)
+    permute_graph(graph, masks, orders)
+    return {i: [int(x) for x in o] for i, o in orders.items()}
+
+
+def refuse_unmappable(model: torch.nn.Module, profile: HardwareProfile) -> None:
+    """Refuse, in one line naming the layer and the rule, a layer the target's family cannot map
+    at all (a recurrent layer on a feed-forward-only chip such as Speck), before tracing.
+
+    Raises:
+        InfeasibleTargetError: the model has such a layer (exit 3).
+    """
+    rule = family_of(profile).feed_forward
+    if rule is None:
+        return
+    import snntorch as snn
+
+    for name, m in model.named_modules():
+        if isinstance(m, (snn.RLeaky, snn.RSynaptic)):
+            raise InfeasibleTargetError(
+                f"layer {name!r}: {rule[0]} violated: snn.{type(m).__name__} is recurrent and "
+                f"{profile.name} maps no recurrent layer; {rule[1]}")

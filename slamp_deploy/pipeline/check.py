@@ -6,7 +6,7 @@ from __future__ import annotations
 from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.chips.verdict import FitReport
 from slamp_deploy.config import PipelineConfig
-from slamp_deploy.fit.search import check_masks
+from slamp_deploy.fit.search import check_masks, refuse_unmappable
 from slamp_deploy.model.graph import trace
 from slamp_deploy.model.loader import load_model
 from slamp_deploy.pipeline.inputs import check_paths
@@ -25,6 +25,7 @@ def check_model(cfg: PipelineConfig) -> FitReport:
     check_paths(cfg)
     profile = load_profile(cfg.target)
     loaded = load_model(cfg.model, cfg.weights, device="cpu", nir_dt=cfg.nir_dt)
+    refuse_unmappable(loaded.model, profile)  # e.g. a recurrent layer on Speck: exit 3
     ds, _ = load_data(cfg)
     graph = trace(loaded.model, ds.sample_shape)
     rep = check_masks(graph, alive_masks(graph), profile, cfg.chips, cfg.cores)

@@ -30,7 +30,13 @@ from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
 from slamp_deploy.data import Dataset, Split, check_labels, encode, load_digits, load_npz, split
 from slamp_deploy.errors import DataError, ModelError, SlampWarning, UsageError
-from slamp_deploy.fit.search import caps_blocked, check_masks, chip_caps, fit_keep
+from slamp_deploy.fit.search import (
+    caps_blocked,
+    check_masks,
+    chip_caps,
+    fit_keep,
+    place_neurons,
+)
 from slamp_deploy.measure.activity import dense_weights, measure
 from slamp_deploy.model.forward_check import check_against_forward
 from slamp_deploy.model.graph import SpikingGraph, trace
@@ -372,6 +378,8 @@ class PipelineContext:
     def deploy(self) -> Deployed:
         """After retraining: check the fit, measure activity and energy, export NIR and prove
         the export behaves the same."""
+        if self.profile is not None:  # hidden neurons where the chip reads them (Xylo)
+            place_neurons(self.graph, self.masks, self.profile)
         fit = self._check_fit()
 
         with self.timer.stage("activity_energy"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from slamp_deploy.chips.verdict import NOT_CHECKED_HELP
 from slamp_deploy.measure.activity import ActivityReport
 from slamp_deploy.measure.energy import (
     ANN_45NM,
@@ -20,7 +21,7 @@ from slamp_deploy.measure.latency import LatencyEstimate, format_time
 from slamp_deploy.report.format import format_count, pct_change
 
 if TYPE_CHECKING:
-    from slamp_deploy.chips.verdict import FitReport
+    from slamp_deploy.chips.verdict import NOT_CHECKED_HELP, FitReport
     from slamp_deploy.report.model import RunReport
 
 __all__ = ["DEFINITIONS", "TargetEstimates", "activity_markdown", "activity_summary",
@@ -316,8 +317,18 @@ def fit_markdown(rep: FitReport) -> str:
                      f"{'-' if lf.binding_margin is None else lf.binding_margin} |")
     for v in rep.violations:
         how = "pruning relieves it" if v.relievable else "pruning cannot relieve it"
-        lines.append(f"- violation: {v.message} ({how}; {v.remedy})")
+        remedy = "" if v.remedy in v.message else f"; {v.remedy}"  # yes/no rules carry it
+        lines.append(f"- violation: {v.message} ({how}{remedy})")
+    for w in rep.warnings:
+        lines.append(f"- warning: {'layer ' + w.layer if w.layer else 'network'}: {w.rule}: "
+                     f"{w.reason}")
+    tight = [c for c in rep.tightest() if c.value is not None and c.limit is not None]
+    if tight:
+        lines.append("- tightest rules: " + "; ".join(
+            f"{c.rule} on {c.layer or 'network'}: {c.value:,} of {c.limit:,} (margin "
+            f"{c.margin:,})" for c in tight if c.margin is not None))
     if rep.not_checked:
-        lines.append(f"- not checked ({len(rep.not_checked)} rules, figure unknown): "
-                     + ", ".join(sorted({r.rule for r in rep.not_checked})))
+        lines.append(f"- not checked ({len(rep.not_checked)} rules): "
+                     + "; ".join(rep.not_checked_lines()))
+        lines.append(f"- {NOT_CHECKED_HELP}")
     return "\n".join(lines)

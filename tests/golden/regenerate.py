@@ -18,12 +18,19 @@ import numpy as np
 
 from slamp_deploy.chips import available_targets, load_profile
 from slamp_deploy.fit.check import check_fit
-from slamp_deploy.geometry import LayerGeometry
+from slamp_deploy.geometry import LayerGeometry, LayerTraits, NeuronTraits
 
 GOLDEN = Path(__file__).resolve().parent
 
 
-def _linear(name: str, n_in: int, n_out: int, mask: np.ndarray | None = None) -> LayerGeometry:
+#: the neurons of the golden models that carry traits: integrate-and-fire (Speck's only kind)
+#: and a bit-shift decay 1 - 2**-3 with subtractive reset (Xylo runs it exactly)
+IF = LayerTraits(neuron=NeuronTraits(kind="leaky", betas=(1.0,)))
+XYLO_LIF = LayerTraits(neuron=NeuronTraits(kind="leaky", betas=(0.875,)))
+
+
+def _linear(name: str, n_in: int, n_out: int, mask: np.ndarray | None = None,
+            traits: LayerTraits | None = None) -> LayerGeometry:
     m = np.ones((n_out, n_in), dtype=bool) if mask is None else mask
     return LayerGeometry(
         name=name,
@@ -32,10 +39,12 @@ def _linear(name: str, n_in: int, n_out: int, mask: np.ndarray | None = None) ->
         out_shape=(n_out,),
         mask=m,
         neuron_shape=(n_out,),
+        traits=traits,
     )
 
 
-def _conv(name: str, cin: int, cout: int, hw: int, k: int, stride: int, pad: int) -> LayerGeometry:
+def _conv(name: str, cin: int, cout: int, hw: int, k: int, stride: int, pad: int,
+          traits: LayerTraits | None = None) -> LayerGeometry:
     out = (hw + 2 * pad - k) // stride + 1
     return LayerGeometry(
         name=name,
@@ -46,6 +55,7 @@ def _conv(name: str, cin: int, cout: int, hw: int, k: int, stride: int, pad: int
         neuron_shape=(cout, out, out),
         stride=(stride, stride),
         padding=(pad, pad),
+        traits=traits,
     )
 
 
@@ -57,12 +67,16 @@ FAMILY_MODELS: dict[str, Callable[[], list[LayerGeometry]]] = {
     "loihi": lambda: [_linear("fc1", 256, 512), _linear("fc2", 512, 10)],
     "truenorth": lambda: [_linear("fc1", 288, 64), _linear("fc2", 64, 10)],
     "spinnaker": lambda: [_linear("fc1", 100, 600), _linear("fc2", 600, 10)],
+    # fc reads conv2's (16, 16, 16) map through a Flatten: sinabs maps it as a 16x16 kernel
     "speck": lambda: [
-        _conv("conv1", 2, 8, 32, 3, 1, 1),
-        _conv("conv2", 8, 16, 32, 3, 2, 1),
-        _linear("fc", 16 * 16 * 16, 10),
+        _conv("conv1", 2, 8, 32, 3, 1, 1, IF),
+        _conv("conv2", 8, 16, 32, 3, 2, 1, IF),
+        _linear("fc", 16 * 16 * 16, 10, traits=LayerTraits(
+            flat_from=(16, 16, 16), neuron=IF.neuron)),
     ],
-    "xylo": lambda: [_linear("inp", 16, 64), _linear("hid", 64, 64), _linear("out", 64, 8)],
+    "xylo": lambda: [_linear("inp", 16, 64, traits=XYLO_LIF),
+                     _linear("hid", 64, 64, traits=XYLO_LIF),
+                     _linear("out", 64, 8, traits=XYLO_LIF)],
     "dynapse2": lambda: [_linear("fc1", 16, 100), _linear("fc2", 100, 10)],
     "akida": lambda: [_conv("conv1", 3, 16, 32, 3, 1, 1), _linear("fc", 16 * 32 * 32, 10)],
 }
