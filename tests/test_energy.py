@@ -253,6 +253,15 @@ def test_energy_subcommand_unknown_target(capsys: pytest.CaptureFixture[str]) ->
     assert err.count("\n") == 1
 
 
+def test_energy_subcommand_refuses_a_folder_as_weights(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "w.pt"
+    folder.mkdir()
+    assert main(["energy", "--targets", "loihi2", "--weights", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --weights") and "folder" in err and err.count("\n") == 1
+
+
 def _bad_profile(tmp_path, old: str, new: str):  # type: ignore[no-untyped-def]
     from pathlib import Path
 
