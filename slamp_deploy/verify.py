@@ -306,6 +306,7 @@ class LavaCheck:
     samples: int = 0
     modes: tuple[LavaModeCheck, ...] = ()
     accuracy_torch: float = 0.0
+    samples_note: str | None = None  # why Lava ran on fewer samples than the other checks
 
     def _summary(self) -> str:
         if not self.available:
@@ -329,15 +330,20 @@ class LavaCheck:
         if fl.get("reset_substituted"):
             parts.append("zero reset stands in for subtract reset (accuracy is the zero-reset "
                          "model's)")
+        if self.samples_note:
+            parts.append(self.samples_note)
         return f"Lava  ({self.samples} samples, Loihi 2 simulator): " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         if not self.available:
             return {"available": False, "how_to_enable": self.how_to_enable,
                     "summary": self._summary()}
-        return {"available": True, "samples": self.samples,
-                **{m.mode: m.to_dict() for m in self.modes},
-                "accuracy_torch": self.accuracy_torch, "summary": self._summary()}
+        d = {"available": True, "samples": self.samples,
+             **{m.mode: m.to_dict() for m in self.modes},
+             "accuracy_torch": self.accuracy_torch, "summary": self._summary()}
+        if self.samples_note:
+            d["samples_note"] = self.samples_note
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LavaCheck:
@@ -345,7 +351,8 @@ class LavaCheck:
             return cls(available=False, how_to_enable=d["how_to_enable"])
         return cls(available=True, samples=d["samples"], accuracy_torch=d["accuracy_torch"],
                    modes=tuple(LavaModeCheck.from_dict(m, d[m])
-                               for m in lava_export.MODES if m in d))
+                               for m in lava_export.MODES if m in d),
+                   samples_note=d.get("samples_note"))
 
     def summary(self, samples: int) -> str:
         return self._summary()
@@ -546,11 +553,43 @@ def _check_lava(r: _Run) -> LavaCheck:
     # Lava reads model.nir as written for the NIR check (its exchange files go beside it)
     assert r.nir_path is not None, "the NIR check runs first"
     path = r.nir_path
+    n, note = lava_samples(r, ex, path)
+    if n < r.x.shape[1]:  # the same first n samples for Lava and for its references
+        r = replace(r, x=r.x[:, :n], labels=r.labels[:n],
+                    ours={k: v[:, :n] for k, v in r.ours.items()})
     ref = lava_export.reference_spikes(r.graph, r.x)
     torch_acc = _accuracy(r.ours[r.names[-1]], r.labels)
     modes = tuple(_lava_mode(r, mode, path, ref) for mode in lava_export.MODES)
     return LavaCheck(available=True, samples=int(r.x.shape[1]), modes=modes,
-                     accuracy_torch=torch_acc)
+                     accuracy_torch=torch_acc, samples_note=note)
+
+
+#: below this many neuron-steps over the verification batch Lava runs every sample unprobed
+LAVA_PROBE_NEURON_STEPS = 4_000_000
+
+
+def lava_samples(r: _Run, ex: Any, path: Path) -> tuple[int, str | None]:
+    """How many verification samples Lava's CPU simulator can run within --lava-timeout.
+
+    A large network is probed on one sample first; its wall time (start-up included, so an
+    over-estimate of one more sample's cost) says how many fit in 80% of the timeout. Returns
+    the count and the report's note saying so (None when every sample runs).
+    """
+    n = int(r.x.shape[1])
+    neurons = sum(int(np.prod(r.ours[name].shape[2:])) for name in r.names)
+    if n <= 1 or neurons * n * r.timesteps <= LAVA_PROBE_NEURON_STEPS:
+        return n, None
+    timeout = float(r.options.lava_timeout)
+    try:
+        w = float(ex.run(path, r.x[:, :1]).wall_s)
+    except ExportError:
+        return 1, (f"Lava ran on 1 of {n} verification samples: one sample did not finish "
+                   f"within --lava-timeout {timeout:g} s")
+    fit = max(1, min(n, int(0.8 * timeout / max(w, 1e-9))))
+    if fit == n:
+        return n, None
+    return fit, (f"Lava ran on the first {fit} of {n} verification samples: one sample took "
+                 f"{w:.1f} s in its CPU simulator, and --lava-timeout is {timeout:g} s")
 
 
 def _check_file(r: _Run, name: str) -> FileCheck:
