@@ -301,7 +301,8 @@ def _conv_incidence(m: np.ndarray, valid: np.ndarray, in_flat: np.ndarray, reach
         if whole.any():
             per_group = np.zeros((k, cin_g, n_taps))
             np.add.at(per_group, pj[whole], mf[pc[whole]])
-            block += per_group @ reach_f
+            # one GEMM (k * Cin_g, taps) @ (taps, inputs), not k small batched products
+            block += (per_group.reshape(-1, n_taps) @ reach_f).reshape(k, cin_g, n_ipos)
         part = np.nonzero(sel & ~full)[0]
         step = max(1, _PIECE_CELLS // max(n_taps * n_ipos, cin_g * n_ipos))
         for s0 in range(0, len(part), step):
