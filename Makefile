@@ -15,7 +15,7 @@ LAVA_STAMP := $(LAVA_VENV)/.installed
 INTEROP_VENV  := .venv-interop
 INTEROP_STAMP := $(INTEROP_VENV)/.installed
 
-.PHONY: all install demo test test-fast lava-env interop-env lint golden bench-quality bench-quality-full bench-speed clean
+.PHONY: all install demo test test-fast lava-env interop-env lint golden bench-quality bench-quality-full bench-speed bench-scale clean
 
 all: install
 
@@ -64,6 +64,12 @@ bench-quality-full: install
 
 bench-speed: install
 	$(PY) -m benchmarks.speed
+
+bench-scale: install
+	$(PY) -m benchmarks.scale --write-docs
+
+bench-scale-quick: install
+	$(PY) -m benchmarks.scale --quick --write-docs
 
 golden: install
 	$(PY) -m tests.golden.regenerate

@@ -281,31 +281,8 @@ def _conv_stats(layer: LayerGeometry) -> LayerStats:
     fan_out = (k_in @ reach).reshape(-1)  # (Cin * P_in,)
 
     def incidence(starts: np.ndarray, stop: int | None = None) -> np.ndarray:
-        n_out = cout * n_pos
-        bounds = np.append(starts, n_out if stop is None else stop)
-        out = np.zeros((cin * n_ipos, len(starts)), dtype=np.int64)
-        for j in range(len(starts)):
-            a, b = int(bounds[j]), int(bounds[j + 1])
-            if a >= b:
-                continue
-            c0, c1 = a // n_pos, (b - 1) // n_pos
-            ind = np.zeros((c1 - c0 + 1, n_pos), dtype=np.int64)
-            ind.reshape(-1)[a - c0 * n_pos : b - c0 * n_pos] = 1
-            acc = np.zeros((cin, n_ipos), dtype=np.int64)
-            for t in range(n_taps):
-                ok = valid[t]
-                if not ok.any():
-                    continue
-                scat = np.zeros((c1 - c0 + 1, n_ipos), dtype=np.int64)
-                scat[:, in_flat[t, ok]] = ind[:, ok]
-                for gi in range(g):
-                    lo, hi = max(c0, gi * cout_g), min(c1, (gi + 1) * cout_g - 1)
-                    if lo > hi:
-                        continue
-                    w = m[lo : hi + 1, :, t]  # (nc, Cin_g)
-                    acc[gi * cin_g : (gi + 1) * cin_g] += w.T @ scat[lo - c0 : hi - c0 + 1]
-            out[:, j] = acc.reshape(-1)
-        return out
+        return _conv_incidence(m, valid, in_flat, reach, (cin, cout, g, n_pos, n_ipos),
+                               np.asarray(starts, dtype=np.int64), stop)
 
     return LayerStats(
         n_out=cout * n_pos,
@@ -315,6 +292,66 @@ def _conv_stats(layer: LayerGeometry) -> LayerStats:
         fan_out=fan_out,
         incidence=incidence,
     )
+
+
+_PIECE_CELLS = 1 << 22  # partial-channel pieces are counted this many (piece, tap, input) at once
+
+
+def _pieces(bounds: np.ndarray, n_pos: int) -> tuple[np.ndarray, ...]:
+    """Split each core group [bounds[j], bounds[j+1]) of flat outputs (channel-major) at the
+    channel boundaries: (group, channel, first position, end position) of every piece."""
+    a, b = bounds[:-1], bounds[1:]
+    c0 = a // n_pos
+    count = np.where(b > a, (np.maximum(b, a + 1) - 1) // n_pos - c0 + 1, 0)
+    pj = np.repeat(np.arange(len(a)), count)
+    first = np.cumsum(count) - count
+    pc = c0[pj] + (np.arange(int(count.sum())) - first[pj])
+    pa = np.maximum(a[pj], pc * n_pos) - pc * n_pos
+    pb = np.minimum(b[pj], (pc + 1) * n_pos) - pc * n_pos
+    return pj, pc, pa, pb
+
+
+def _conv_incidence(m: np.ndarray, valid: np.ndarray, in_flat: np.ndarray, reach: np.ndarray,
+                    dims: tuple[int, int, int, int, int], starts: np.ndarray,
+                    stop: int | None) -> np.ndarray:
+    """Kept synapses from every input to each core group of a conv layer, [n_in, groups].
+
+    A group holds whole output channels and at most two partial ones. A whole channel c
+    contributes ``m[c] @ reach`` (its kept taps times which inputs each tap reads), so the
+    whole channels of a group are summed first and multiplied once; a partial channel's reach is
+    built from the positions it holds. Matrix products in float64 are exact on these counts.
+    """
+    cin, cout, g, n_pos, n_ipos = dims
+    cin_g, cout_g = cin // g, cout // g
+    k, n_taps = len(starts), m.shape[2]
+    out = np.zeros((k, cin, n_ipos), dtype=np.float64)
+    if not k:
+        return np.zeros((cin * n_ipos, 0), dtype=np.int64)
+    bounds = np.append(starts, cout * n_pos if stop is None else stop)
+    pj, pc, pa, pb = _pieces(bounds, n_pos)
+    full = (pa == 0) & (pb == n_pos)
+    mf, reach_f = m.astype(np.float64), reach.astype(np.float64)
+    pos = np.arange(n_pos)
+    for gi in range(g):
+        sel = (pc // cout_g) == gi
+        block = out[:, gi * cin_g:(gi + 1) * cin_g]
+        whole = sel & full
+        if whole.any():
+            per_group = np.zeros((k, cin_g, n_taps))
+            np.add.at(per_group, pj[whole], mf[pc[whole]])
+            # one GEMM (k * Cin_g, taps) @ (taps, inputs), not k small batched products
+            block += (per_group.reshape(-1, n_taps) @ reach_f).reshape(k, cin_g, n_ipos)
+        part = np.nonzero(sel & ~full)[0]
+        step = max(1, _PIECE_CELLS // max(n_taps * n_ipos, cin_g * n_ipos))
+        for s0 in range(0, len(part), step):
+            idx = part[s0:s0 + step]
+            held = (pos >= pa[idx, None]) & (pos < pb[idx, None])  # (P, n_pos)
+            r = np.zeros((len(idx), n_taps, n_ipos))
+            for t in range(n_taps):
+                ok = valid[t]
+                r[:, t, in_flat[t, ok]] = held[:, ok]
+            np.add.at(block, pj[idx], mf[pc[idx]] @ r)
+    return np.rint(out.reshape(k, -1).T).astype(np.int64)
 
 
 def core_starts(n_units: int, k: int) -> np.ndarray:

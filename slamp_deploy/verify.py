@@ -8,10 +8,18 @@ export the NIR graph into a folder, run the file on the verification batch, comp
 :func:`verify_exports` takes explicit arguments and returns a frozen :class:`VerifyResult`
 (the typed report section, the output files and the Lava wall times).
 
-* NIR: the file is read back and simulated (numpy reference simulator, float32, snnTorch's
-  semantics); the tests also run it through snnTorch's own ``import_from_nir``.
-* ONNX: the stateful single-step graph runs in onnxruntime for T steps; spikes must be
-  identical and membranes within 1e-5 of the torch model.
+Every comparison tells rounding from error (``slamp_deploy.rounding``): the pruned model runs
+in float64 beside a rigorous bound on the rounding of an export's arithmetic, each spike the
+export flips is explained (the reference membrane was within that bound of the threshold) or
+not, and the reference takes the export's side at each flip so cascades are not counted. The
+verdicts read "identical", "identical up to N rounding flips (explained)" or "DIFFER" with the
+first unexplained layer, sample and step.
+
+* NIR: the file is read back and simulated (numpy reference simulator, snnTorch's semantics)
+  in float64 and in float32; the tests also run it through snnTorch's own ``import_from_nir``.
+* ONNX: the stateful single-step graph runs in onnxruntime (float32) for T steps; spikes are
+  classified as above and every membrane must be within twice its own rounding bound of the
+  float64 reference's (a tolerance that scales with the values' magnitude).
 * Lava (the Loihi family's simulator): the NIR file runs in Lava's Loihi 2 simulator in its own
   Python 3.10 interpreter, in floating point (spikes compared with the pruned model, allowing
   Lava's one-step delay per connection layer, which the runner removes) and in Loihi's fixed
@@ -24,7 +32,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,9 +52,9 @@ from slamp_deploy.exporters import (
 )
 from slamp_deploy.model.graph import NEURON_KINDS, Op, SpikingGraph
 from slamp_deploy.model.runner import run
+from slamp_deploy.rounding import RoundingVerdict, forced_reference
 
 VERIFY_SAMPLES = 64
-ONNX_ATOL = 1e-5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,20 +113,38 @@ class LayerAgreement:
 class SpikeCheck:
     """Per-layer fraction of identical spike entries, and whether all agree exactly."""
 
-    exact: bool
+    exact: bool  # bit-equal spikes to the float32 torch run
     layers: tuple[LayerAgreement, ...]
+    rounding: tuple[RoundingVerdict, ...] = ()  # per precision the export ran in
 
     def to_dict(self) -> dict[str, Any]:
-        return {"exact": self.exact, "layers": {
+        d: dict[str, Any] = {"exact": self.exact, "layers": {
             la.name: {"agreement": la.agreement, "spikes_torch": la.spikes_torch,
                       "spikes_exported": la.spikes_exported} for la in self.layers}}
+        if self.rounding:
+            d["rounding"] = [v.to_dict() for v in self.rounding]
+            d["verdict"] = self.verdict
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SpikeCheck:
         return cls(exact=d["exact"], layers=tuple(
-            LayerAgreement(name=k, **v) for k, v in d["layers"].items()))
+            LayerAgreement(name=k, **v) for k, v in d["layers"].items()),
+            rounding=tuple(RoundingVerdict.from_dict(v) for v in d.get("rounding", ())))
+
+    @property
+    def verdict(self) -> str:
+        """"identical", "explained" (rounding flips only) or "differ"."""
+        if not self.rounding:
+            return "identical" if self.exact else "differ"
+        kinds = {v.verdict for v in self.rounding}
+        return next(k for k in ("differ", "explained", "identical") if k in kinds)
 
     def same(self) -> str:
+        if self.rounding:
+            bad = [v for v in self.rounding if v.verdict == "differ"]
+            texts = [v.text() for v in (bad or self.rounding)]
+            return "spikes vs the pruned model: " + "; ".join(texts)
         if self.exact:
             return "spikes identical to the pruned model"
         worst = min(la.agreement for la in self.layers)
@@ -137,8 +163,23 @@ def compare_spikes(ours: dict[str, np.ndarray], theirs: Mapping[str, np.ndarray]
     return SpikeCheck(exact=all(la.agreement == 1.0 for la in layers), layers=tuple(layers))
 
 
-def _md(ok: bool) -> str:
-    return "identical" if ok else "differ"
+def _md(spikes: SpikeCheck) -> str:
+    """The table cell: the verdict, with the flip counts."""
+    if not spikes.rounding:
+        return "identical" if spikes.exact else "differ"
+    cells = []
+    for v in spikes.rounding:
+        if v.verdict == "differ":
+            f = v.first_unexplained
+            assert f is not None
+            cells.append(f"DIFFER ({v.precision}: {v.unexplained} unexplained flips, first in "
+                         f"'{f.layer}', sample {f.sample}, step {f.step})")
+        elif v.verdict == "explained":
+            cells.append(f"identical up to {v.explained} rounding flips (explained, "
+                         f"{v.precision})")
+        else:
+            cells.append(f"identical ({v.precision})")
+    return "; ".join(cells)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,7 +206,7 @@ class NirCheck:
 
     def rows(self) -> list[str]:
         return [f"| NIR ({self.file}, nir {self.nir_version}) | {self.runtime} | "
-                f"{_md(self.spikes.exact)} | dt = {self.dt} |"]
+                f"{_md(self.spikes)} | dt = {self.dt} |"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,29 +217,40 @@ class OnnxCheck:
     state_pairs: dict[str, str]
     runtime: str
     spikes: SpikeCheck
-    max_abs_state_error: float
-    states_within_tolerance: bool
+    max_abs_state_error: float  # against the float64 reference (forced at the flips)
+    states_within_tolerance: bool  # every membrane within twice its rounding bound
+    state_bound_ratio: float | None = None  # the largest |error| / (2 * its bound)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "opset": self.opset, "state_pairs": self.state_pairs,
-                "runtime": self.runtime, **self.spikes.to_dict(),
-                "max_abs_state_error": self.max_abs_state_error,
-                "states_within_tolerance": self.states_within_tolerance}
+        d = {"file": self.file, "opset": self.opset, "state_pairs": self.state_pairs,
+             "runtime": self.runtime, **self.spikes.to_dict(),
+             "max_abs_state_error": self.max_abs_state_error,
+             "states_within_tolerance": self.states_within_tolerance}
+        if self.state_bound_ratio is not None:
+            d["state_bound_ratio"] = self.state_bound_ratio
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OnnxCheck:
         return cls(file=d["file"], opset=d["opset"], state_pairs=dict(d["state_pairs"]),
                    runtime=d["runtime"], spikes=SpikeCheck.from_dict(d),
                    max_abs_state_error=d["max_abs_state_error"],
-                   states_within_tolerance=d["states_within_tolerance"])
+                   states_within_tolerance=d["states_within_tolerance"],
+                   state_bound_ratio=d.get("state_bound_ratio"))
+
+    def _states(self) -> str:
+        if self.state_bound_ratio is None:
+            return f"states within {self.max_abs_state_error:.1e}"
+        return (f"states within {self.max_abs_state_error:.1e} ("
+                f"{'within' if self.states_within_tolerance else 'OUTSIDE'} rounding bounds, "
+                f"{self.state_bound_ratio:.2g} of them)")
 
     def summary(self, samples: int) -> str:
-        return (f"ONNX  {self.file}: {self.spikes.same()}, states within "
-                f"{self.max_abs_state_error:.1e} ({self.runtime})")
+        return f"ONNX  {self.file}: {self.spikes.same()}, {self._states()} ({self.runtime})"
 
     def rows(self) -> list[str]:
         return [f"| ONNX ({self.file}, opset {self.opset}) | {self.runtime} | "
-                f"{_md(self.spikes.exact)} | max state error {self.max_abs_state_error:.1e} |"]
+                f"{_md(self.spikes)} | max state error {self.max_abs_state_error:.1e} |"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,20 +262,26 @@ class LavaModeCheck:
     comparison: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     layers_lava: tuple[dict[str, Any], ...] = ()
+    rounding: RoundingVerdict | None = None  # floating_pt against the float64 torch model
 
     def to_dict(self) -> dict[str, Any]:
         if self.error is not None:
             return {"error": self.error}
-        return {**self.comparison, "warnings": list(self.warnings),
-                "layers_lava": list(self.layers_lava)}
+        d = {**self.comparison, "warnings": list(self.warnings),
+             "layers_lava": list(self.layers_lava)}
+        if self.rounding is not None:
+            d["rounding"] = self.rounding.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, mode: str, d: Mapping[str, Any]) -> LavaModeCheck:
         if "error" in d:
             return cls(mode=mode, error=d["error"])
-        rest = {k: v for k, v in d.items() if k not in ("warnings", "layers_lava")}
+        rest = {k: v for k, v in d.items() if k not in ("warnings", "layers_lava", "rounding")}
         return cls(mode=mode, comparison=rest, warnings=tuple(d["warnings"]),
-                   layers_lava=tuple(d["layers_lava"]))
+                   layers_lava=tuple(d["layers_lava"]),
+                   rounding=RoundingVerdict.from_dict(d["rounding"]) if "rounding" in d
+                   else None)
 
     def row(self, accuracy_torch: float) -> str:
         if self.error is not None:
@@ -235,6 +293,8 @@ class LavaModeCheck:
         if e.get("warning"):
             note += f"; {e['warning']}"
         agree = "identical" if e["exact_match"] else f"{e['spike_agreement']:.4f}"
+        if self.rounding is not None:
+            agree = self.rounding.text()
         return f"| Lava {self.mode} | {lava_export.LavaExporter.runtime} | {agree} | {note} |"
 
 
@@ -246,6 +306,7 @@ class LavaCheck:
     samples: int = 0
     modes: tuple[LavaModeCheck, ...] = ()
     accuracy_torch: float = 0.0
+    samples_note: str | None = None  # why Lava ran on fewer samples than the other checks
 
     def _summary(self) -> str:
         if not self.available:
@@ -254,7 +315,10 @@ class LavaCheck:
         fl = by["floating_pt"].comparison if "floating_pt" in by else {}
         fx = by["fixed_pt"].comparison if "fixed_pt" in by else {}
         parts = []
-        if "spike_agreement" in fl:
+        rd = by["floating_pt"].rounding if "floating_pt" in by else None
+        if rd is not None:
+            parts.append(f"floating_pt spikes vs the pruned model: {rd.text()}")
+        elif "spike_agreement" in fl:
             parts.append("floating_pt " + ("identical spikes" if fl["exact_match"]
                                            else f"spike agreement {fl['spike_agreement']:.4f}"))
         if "spike_agreement" in fx:
@@ -266,15 +330,20 @@ class LavaCheck:
         if fl.get("reset_substituted"):
             parts.append("zero reset stands in for subtract reset (accuracy is the zero-reset "
                          "model's)")
+        if self.samples_note:
+            parts.append(self.samples_note)
         return f"Lava  ({self.samples} samples, Loihi 2 simulator): " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         if not self.available:
             return {"available": False, "how_to_enable": self.how_to_enable,
                     "summary": self._summary()}
-        return {"available": True, "samples": self.samples,
-                **{m.mode: m.to_dict() for m in self.modes},
-                "accuracy_torch": self.accuracy_torch, "summary": self._summary()}
+        d = {"available": True, "samples": self.samples,
+             **{m.mode: m.to_dict() for m in self.modes},
+             "accuracy_torch": self.accuracy_torch, "summary": self._summary()}
+        if self.samples_note:
+            d["samples_note"] = self.samples_note
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LavaCheck:
@@ -282,7 +351,8 @@ class LavaCheck:
             return cls(available=False, how_to_enable=d["how_to_enable"])
         return cls(available=True, samples=d["samples"], accuracy_torch=d["accuracy_torch"],
                    modes=tuple(LavaModeCheck.from_dict(m, d[m])
-                               for m in lava_export.MODES if m in d))
+                               for m in lava_export.MODES if m in d),
+                   samples_note=d.get("samples_note"))
 
     def summary(self, samples: int) -> str:
         return self._summary()
@@ -327,7 +397,7 @@ class FileCheck:
     def rows(self) -> list[str]:
         if self.spikes is None:
             return [f"| {self.name} | not run | - | {self.how_to_enable} |"]
-        return [f"| {self.name} ({self.file}) | {self.runtime} | {_md(self.spikes.exact)} | |"]
+        return [f"| {self.name} ({self.file}) | {self.runtime} | {_md(self.spikes)} | |"]
 
 
 Check = NirCheck | OnnxCheck | LavaCheck | FileCheck
@@ -398,6 +468,7 @@ class _Run:
     options: ExportOptions
     work: Path
     graph: Any  # the NIR graph as exported; replaced by the one read back from model.nir
+    model: SpikingGraph  # the pruned torch model, for the float64 reference
     files: dict[str, bytes] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     nir_path: Path | None = None  # model.nir as written, once the NIR check has run
@@ -415,20 +486,33 @@ def _check_nir(r: _Run) -> NirCheck:
     r.nir_path = path
     r.graph = nir.read(str(path))  # the other formats start from the file as written
     sim = nir_sim.simulate(r.graph, r.x)  # what NirExporter.run does, without a second read
+    sim64 = nir_sim.simulate(r.graph, r.x, dtype=np.float64)
+    rounding = (rounding_verdict(r, sim64, "float64"), rounding_verdict(r, sim, "float32"))
     return NirCheck(file=ex.filename or path.name, runtime=ex.runtime,
-                    spikes=compare_spikes(r.ours, sim, r.names),
+                    spikes=replace(compare_spikes(r.ours, sim, r.names), rounding=rounding),
                     **nir_export.graph_facts(r.graph))
+
+
+def rounding_verdict(r: _Run, spikes: Mapping[str, np.ndarray], precision: str
+                     ) -> RoundingVerdict:
+    """The export's spikes against the float64 reference, flips classified."""
+    ex = {n: np.asarray(spikes[n]) for n in r.names}
+    return forced_reference(r.model, r.x, ex, precision).verdict
 
 
 def _check_onnx(r: _Run) -> OnnxCheck:
     ex = get_exporter("onnx")
     path = r.write(ex)
     out = ex.run(path, r.x)
-    mem_err = max(float(np.abs(out[f"{n}.mem"].reshape(r.ours[f"{n}.mem"].shape)
-                               - r.ours[f"{n}.mem"]).max()) for n in r.names)
+    fr = forced_reference(r.model, r.x, {n: np.asarray(out[n]) for n in r.names}, "float32",
+                          mems={f"{n}.mem": np.asarray(out[f"{n}.mem"]) for n in r.names})
+    assert fr.states is not None
     return OnnxCheck(file=ex.filename or path.name, runtime=ex.runtime,
-                     spikes=compare_spikes(r.ours, out, r.names), max_abs_state_error=mem_err,
-                     states_within_tolerance=mem_err <= ONNX_ATOL, **ex.describe(path))
+                     spikes=replace(compare_spikes(r.ours, out, r.names),
+                                    rounding=(fr.verdict,)),
+                     max_abs_state_error=fr.states.max_abs_error,
+                     states_within_tolerance=fr.states.within,
+                     state_bound_ratio=round(fr.states.max_bound_ratio, 6), **ex.describe(path))
 
 
 def _accuracy(spikes: np.ndarray, labels: np.ndarray) -> float:
@@ -450,8 +534,13 @@ def _lava_mode(r: _Run, mode: str, path: Path, ref: dict[str, np.ndarray]) -> La
     r.timings[f"lava_{mode}"] = round(res.wall_s, 3)
     for w in res.warnings:
         warnings.warn(f"Lava {mode}: {w}", SlampWarning, stacklevel=3)
+    # floating_pt computes in float64 (Lava's float models): its flips are classified against
+    # the pruned model; fixed_pt quantises, so it reports agreement and accuracy instead
+    rounding = (rounding_verdict(r, res.spikes, "float64")
+                if mode == "floating_pt" and not cmp.get("reset_substituted")
+                and all(n in res.spikes for n in r.names) else None)
     return LavaModeCheck(mode=mode, comparison=cmp, warnings=tuple(res.warnings),
-                         layers_lava=tuple(res.stats.get("layers", [])))
+                         layers_lava=tuple(res.stats.get("layers", [])), rounding=rounding)
 
 
 def _check_lava(r: _Run) -> LavaCheck:
@@ -464,11 +553,43 @@ def _check_lava(r: _Run) -> LavaCheck:
     # Lava reads model.nir as written for the NIR check (its exchange files go beside it)
     assert r.nir_path is not None, "the NIR check runs first"
     path = r.nir_path
+    n, note = lava_samples(r, ex, path)
+    if n < r.x.shape[1]:  # the same first n samples for Lava and for its references
+        r = replace(r, x=r.x[:, :n], labels=r.labels[:n],
+                    ours={k: v[:, :n] for k, v in r.ours.items()})
     ref = lava_export.reference_spikes(r.graph, r.x)
     torch_acc = _accuracy(r.ours[r.names[-1]], r.labels)
     modes = tuple(_lava_mode(r, mode, path, ref) for mode in lava_export.MODES)
     return LavaCheck(available=True, samples=int(r.x.shape[1]), modes=modes,
-                     accuracy_torch=torch_acc)
+                     accuracy_torch=torch_acc, samples_note=note)
+
+
+#: below this many neuron-steps over the verification batch Lava runs every sample unprobed
+LAVA_PROBE_NEURON_STEPS = 4_000_000
+
+
+def lava_samples(r: _Run, ex: Any, path: Path) -> tuple[int, str | None]:
+    """How many verification samples Lava's CPU simulator can run within --lava-timeout.
+
+    A large network is probed on one sample first; its wall time (start-up included, so an
+    over-estimate of one more sample's cost) says how many fit in 80% of the timeout. Returns
+    the count and the report's note saying so (None when every sample runs).
+    """
+    n = int(r.x.shape[1])
+    neurons = sum(int(np.prod(r.ours[name].shape[2:])) for name in r.names)
+    if n <= 1 or neurons * n * r.timesteps <= LAVA_PROBE_NEURON_STEPS:
+        return n, None
+    timeout = float(r.options.lava_timeout)
+    try:
+        w = float(ex.run(path, r.x[:, :1]).wall_s)
+    except ExportError:
+        return 1, (f"Lava ran on 1 of {n} verification samples: one sample did not finish "
+                   f"within --lava-timeout {timeout:g} s")
+    fit = max(1, min(n, int(0.8 * timeout / max(w, 1e-9))))
+    if fit == n:
+        return n, None
+    return fit, (f"Lava ran on the first {fit} of {n} verification samples: one sample took "
+                 f"{w:.1f} s in its CPU simulator, and --lava-timeout is {timeout:g} s")
 
 
 def _check_file(r: _Run, name: str) -> FileCheck:
@@ -508,7 +629,8 @@ def verify_exports(graph: SpikingGraph, batch: VerificationBatch, *, timesteps: 
     with tempfile.TemporaryDirectory() as d:
         r = _Run(x=batch.x, labels=batch.labels, ours=torch_states(graph, batch.x),
                  names=[op.name for op in graph.neuron_ops], timesteps=timesteps,
-                 readout=readout, options=options, work=Path(workdir or d), graph=nir_graph)
+                 readout=readout, options=options, work=Path(workdir or d), graph=nir_graph,
+                 model=graph)
         checks = tuple(_CHECKS[name](r) if name in _CHECKS else _check_file(r, name)
                        for name in exporters)
     section = ExportSection(verified_samples=int(batch.x.shape[1]), checks=checks)

@@ -53,15 +53,19 @@ class LoihiBlocks:
         need = max(int(group_size - 1).bit_length(), 1)
         fitting = [int(b) for b in idx_map if int(b) >= need]
         idx_bits = fitting[0] if fitting else 10**9  # group too large to index: never fits
-        bpw = np.full(counts.shape, self.weight_bits + idx_bits, dtype=np.int64)
-        if dense_axon is not None:
-            bpw[dense_axon] = self.weight_bits
+        full, rem = np.divmod(counts, blk)
 
-        def block(n: np.ndarray) -> np.ndarray:
-            return -(-(n * bpw + hdr) // word) * word
+        def encoded(bpw: int) -> np.ndarray:
+            # the bits of a block of n synapses, looked up for n < blk (0 bits for none)
+            n = np.arange(blk + 1, dtype=np.int64)
+            table = -(-(n * bpw + hdr) // word) * word
+            table[0] = 0
+            return full * table[blk] + table[rem]
 
-        full, rem = counts // blk, counts % blk
-        return full * block(np.full_like(counts, blk)) + np.where(rem > 0, block(rem), 0)
+        out = encoded(self.weight_bits + idx_bits)
+        if dense_axon is not None and dense_axon.any():
+            out = np.where(dense_axon, encoded(self.weight_bits), out)
+        return out
 
 
 def _weight_bits(lay: LayerGeometry, p: HardwareProfile, enc: LoihiSynapseEncoding) -> int:

@@ -94,16 +94,33 @@ class PipelineResult:
 
 
 class _Timer:
-    def __init__(self) -> None:
+    """Seconds per stage; a stage that runs out of memory fails with a message naming the
+    option that sizes its batches, not an allocator traceback."""
+
+    def __init__(self, batch_size: int = 0) -> None:
         self.stages: dict[str, float] = {}
+        self.batch_size = batch_size
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         t0 = time.perf_counter()
         try:
             yield
+        except (torch.OutOfMemoryError, MemoryError) as e:
+            raise DataError(_out_of_memory(name, self.batch_size, e)) from e
+        except RuntimeError as e:
+            if "can't allocate memory" not in str(e) and "out of memory" not in str(e):
+                raise
+            raise DataError(_out_of_memory(name, self.batch_size, e)) from e
         finally:
             self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+
+def _out_of_memory(stage: str, batch_size: int, e: BaseException) -> str:
+    first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+    return (f"stage {stage!r} ran out of memory at --batch-size {batch_size} ({first}); "
+            f"lower --batch-size, or --calib-samples / --verify-samples for the calibration "
+            f"and export stages")
 
 
 def load_data(cfg: PipelineConfig) -> tuple[Dataset, Dataset | None]:
@@ -206,7 +223,7 @@ def _run(cfg: PipelineConfig, world: distributed.World,
     if cfg.epochs > 0:
         distributed.check_batch(cfg.batch_size, world)
     prog: ProgressFactory = progress or _no_progress
-    timer = _Timer()
+    timer = _Timer(cfg.batch_size)
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
 
