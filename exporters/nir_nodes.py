@@ -291,12 +291,8 @@ def _lif_params(node: Any, dt: float, thr: np.ndarray) -> dict[str, Any]:
             "leak": _full(k * np.asarray(node.v_leak, dtype=np.float64), thr.shape)}
 
 
-def _li_params(node: Any, dt: float, thr: np.ndarray) -> dict[str, Any]:
-    k = dt / np.asarray(node.tau, dtype=np.float64)
-    gain = np.asarray(node.r, dtype=np.float64) * k
-    return {"beta": 1.0 - k, "alpha": None, "gain": gain, "gain_syn": None,
-            "unit_gain": _unit(gain), "unit_gain_syn": True,
-            "leak": _full(k * np.asarray(node.v_leak, dtype=np.float64), thr.shape)}
+# LI is LIF's membrane equation without the threshold: the same discrete-time parameters.
+_li_params = _lif_params
 
 
 def _cuba_params(node: Any, dt: float, thr: np.ndarray) -> dict[str, Any]:

@@ -212,12 +212,7 @@ def import_snntorch(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
 
     net = import_from_nir(g)
     utils.reset(net)
-    out = []
-    with torch.no_grad():
-        for t in range(x.shape[0]):
-            y = net(torch.from_numpy(x[t]))
-            out.append((y[0] if isinstance(y, tuple) else y).numpy())
-    return np.stack(out)
+    return _run_torch_steps(net, x)
 
 
 def import_norse(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
