@@ -125,6 +125,11 @@ class LayerStats:
     # starts[j]..starts[j+1] (the last ends at ``stop``, default n_out), so the groups of a
     # mapping can be taken a chunk at a time
     incidence: Callable[..., np.ndarray]
+    # (starts, stop) -> [(group indices, counts)]: the same groups' nonzero counts per input,
+    # each block's rows any inputs (a conv group narrower than a channel reads a window of its
+    # inputs only); what a per-group sum over inputs needs, at a fraction of the incidence's
+    # cells. None: use ``incidence``.
+    column_blocks: Callable[..., list[tuple[np.ndarray, np.ndarray]]] | None = None
 
     @property
     def synapses(self) -> int:
@@ -284,6 +289,16 @@ def _conv_stats(layer: LayerGeometry) -> LayerStats:
         return _conv_incidence(m, valid, in_flat, reach, (cin, cout, g, n_pos, n_ipos),
                                np.asarray(starts, dtype=np.int64), stop)
 
+    def column_blocks(starts: np.ndarray, stop: int | None = None
+                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+        starts = np.asarray(starts, dtype=np.int64)
+        end = cout * n_pos if stop is None else stop
+        bounds = np.append(starts, end)
+        if not len(starts) or int(np.diff(bounds).max()) >= n_pos:  # whole channels: dense
+            return [(np.arange(len(starts)), incidence(starts, stop))]
+        return _windowed_blocks(m, valid, in_flat, (cin, cout, g, n_pos, n_ipos), bounds,
+                                incidence)
+
     return LayerStats(
         n_out=cout * n_pos,
         n_in=cin * n_ipos,
@@ -291,7 +306,59 @@ def _conv_stats(layer: LayerGeometry) -> LayerStats:
         fan_in=fan_in,
         fan_out=fan_out,
         incidence=incidence,
+        column_blocks=column_blocks,
     )
+
+
+_WINDOW_CELLS = 1 << 23  # windowed counts are built this many (group, input) cells at a time
+
+
+def _windowed_blocks(m: np.ndarray, valid: np.ndarray, in_flat: np.ndarray,
+                     dims: tuple[int, int, int, int, int], bounds: np.ndarray,
+                     incidence: Callable[..., np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Counts of core groups narrower than a channel. A group inside one channel c reads, from
+    each input channel, only the input positions its positions' taps reach: a window
+    [lo, hi) of flat input positions, counted as ``m[c] @ reach-within-window``. A group across
+    a channel boundary (its two pieces read the same inputs) is counted by ``incidence``."""
+    cin, _, g, n_pos, _ = dims
+    cin_g = cin // g
+    a, b = bounds[:-1], bounds[1:]
+    c = a // n_pos
+    inside = (b > a) & ((b - 1) // n_pos == c)
+    blocks = [(np.array([j]), incidence(bounds[j:j + 1], int(bounds[j + 1])))
+              for j in np.nonzero(~inside)[0]]
+    js = np.nonzero(inside)[0]
+    if not len(js):
+        return blocks
+    n_taps = m.shape[2]
+    big = np.iinfo(np.int64).max
+    first = np.where(valid, in_flat, big).min(axis=0)  # per output position: lowest input read
+    last = np.where(valid, in_flat, -1).max(axis=0)
+    pa, pb = a[js] - c[js] * n_pos, b[js] - c[js] * n_pos  # positions within the channel
+    span = int((pb - pa).max())
+    offs = np.arange(span)
+    o = pa[:, None] + offs[None, :]
+    held = o < pb[:, None]
+    o = np.where(held, o, pa[:, None])
+    lo = np.where(held, first[o], big).min(axis=1)
+    hi = np.where(held, last[o], -1).max(axis=1) + 1
+    lo = np.where(hi > 0, lo, 0)  # a group that reads nothing (all padding)
+    width = max(1, int((hi - lo).max()))
+    mf = m.astype(np.float64)
+    step = max(1, _WINDOW_CELLS // max(cin_g * width, n_taps * width))
+    for s0 in range(0, len(js), step):
+        sl = slice(s0, s0 + step)
+        oo, hh, ll = o[sl], held[sl], lo[sl]
+        r = np.zeros((len(oo), n_taps, width))
+        rows = np.arange(len(oo))[:, None]
+        for t in range(n_taps):
+            ok = hh & valid[t][oo]
+            rr, cc = np.nonzero(ok)
+            r[rows[rr, 0], t, in_flat[t][oo[rr, cc]] - ll[rr]] = 1.0
+        # (P, cin_g, width): the inputs of the other conv groups hold no synapses of these
+        counts = np.rint(mf[c[js[sl]]] @ r).astype(np.int64)
+        blocks.append((js[sl], counts.reshape(len(oo), -1).T))
+    return blocks
 
 
 _PIECE_CELLS = 1 << 22  # partial-channel pieces are counted this many (piece, tap, input) at once

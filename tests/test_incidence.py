@@ -70,3 +70,41 @@ def test_vectorised_conv_incidence_equals_a_synapse_by_synapse_count(cin, cout, 
         np.testing.assert_array_equal(np.hstack(parts), want)
     assert n_pos > 1
     assert st.incidence(np.zeros(0, dtype=np.int64)).shape == (st.n_in, 0)
+
+
+@pytest.mark.parametrize(("cin", "cout", "hw", "k", "stride", "pad", "dil", "groups"), [
+    (3, 4, (6, 6), 3, 1, 1, 1, 1),
+    (4, 6, (7, 5), 3, 2, 1, 1, 2),
+    (2, 3, (6, 6), 3, 1, 2, 2, 1),
+    (4, 4, (9,), 3, 1, 1, 1, 4),
+    (3, 5, (11,), 5, 2, 0, 1, 1),
+])
+def test_column_blocks_hold_each_groups_nonzero_counts(cin, cout, hw, k, stride, pad, dil,
+                                                       groups):
+    """The core mapper's cheap path: every group's nonzero counts, as the incidence has them
+    (rows may differ: a group narrower than a channel is counted over its input window)."""
+    rng = np.random.default_rng(cin * 10 + cout)
+    d = len(hw)
+    out_hw = tuple(_out(n, k, stride, pad, dil) for n in hw)
+    mask = rng.random((cout, cin // groups, *([k] * d))) < 0.5
+    lay = LayerGeometry(name="c", kind=f"conv{d}d", in_shape=(cin, *hw),
+                        out_shape=(cout, *out_hw), mask=mask, neuron_shape=(cout, *out_hw),
+                        stride=(stride,) * d, padding=(pad,) * d, dilation=(dil,) * d,
+                        groups=groups)
+    st = layer_stats(lay)
+    assert st.column_blocks is not None
+    n_pos = int(np.prod(out_hw))
+    for n_groups in sorted({1, cout, 2 * cout + 1, st.n_out // 2, st.n_out // 3 + 1,
+                            st.n_out - 1, st.n_out}):
+        starts = core_starts(st.n_out, n_groups)
+        want = st.incidence(starts)
+        got: dict[int, np.ndarray] = {}
+        for idx, counts in st.column_blocks(starts):
+            for col, j in enumerate(idx):
+                assert int(j) not in got
+                got[int(j)] = counts[:, col]
+        assert sorted(got) == list(range(n_groups))
+        for j in range(n_groups):
+            np.testing.assert_array_equal(np.sort(got[j][got[j] != 0]),
+                                          np.sort(want[:, j][want[:, j] != 0]))
+    assert n_pos > 1

@@ -98,6 +98,9 @@ class _GroupUsage:
         Streams the groups a chunk at a time, so memory stays bounded whatever k is.
         """
         if k not in self._reduced:
+            if self.st.column_blocks is not None and self.lay.kind != "linear":
+                self._reduced[k] = self._reduce_blocks(k)
+                return self._reduced[k]
             st, n = self.st, self.st.n_out
             starts = core_starts(n, k)
             chunk = max(1, _INCIDENCE_CELLS // max(st.n_in, 1))
@@ -116,6 +119,25 @@ class _GroupUsage:
                     bits = max(bits, int(per_group.max(initial=0)))
             self._reduced[k] = (axons, bits)
         return self._reduced[k]
+
+    def _reduce_blocks(self, k: int) -> tuple[int, int]:
+        """:meth:`_reduce` from the layer's column blocks (the same counts, fewer zero cells:
+        a conv group narrower than a channel reads a window of the inputs)."""
+        st, n = self.st, self.st.n_out
+        assert st.column_blocks is not None
+        starts, size = core_starts(n, k), -(-n // k)
+        axons = bits = 0
+        chunk = max(1, _INCIDENCE_CELLS // max(st.n_in, 1))
+        for a in range(0, k, chunk):  # whole-channel groups come back dense: bound the memory
+            stop = int(starts[a + chunk]) if a + chunk < k else n
+            for _, counts in st.column_blocks(starts[a : a + chunk], stop):
+                if not counts.size:
+                    continue
+                axons = max(axons, int((counts > 0).sum(axis=0).max(initial=0)))
+                if self.memory is not None:
+                    per_group = self.memory.bits(counts, size, None).sum(axis=0)
+                    bits = max(bits, int(per_group.max(initial=0)))
+        return axons, bits
 
 
 def _min_cores(ok: Callable[[int], bool], lo: int, hi: int, ok_hi: bool | None = None
