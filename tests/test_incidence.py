@@ -37,16 +37,21 @@ def _brute(mask, in_shape, out_shape, stride, pad, dil, groups, starts):
     return out
 
 
-@pytest.mark.parametrize(("cin", "cout", "hw", "k", "stride", "pad", "dil", "groups"), [
-    (3, 4, (6, 6), 3, 1, 1, 1, 1),
-    (4, 6, (7, 5), 3, 2, 1, 1, 2),
-    (2, 3, (6, 6), 3, 1, 2, 2, 1),
-    (4, 4, (9,), 3, 1, 1, 1, 4),
-    (3, 5, (11,), 5, 2, 0, 1, 1),
-])
-def test_vectorised_conv_incidence_equals_a_synapse_by_synapse_count(cin, cout, hw, k, stride,
-                                                                       pad, dil, groups):
-    rng = np.random.default_rng(cin * 100 + cout)
+# (in channels, out channels, map, kernel, stride, padding, dilation, groups): 2-d and 1-d,
+# strided, padded, dilated and grouped convolutions
+CONV_CASES = pytest.mark.parametrize(
+    ("cin", "cout", "hw", "k", "stride", "pad", "dil", "groups"), [
+        (3, 4, (6, 6), 3, 1, 1, 1, 1),
+        (4, 6, (7, 5), 3, 2, 1, 1, 2),
+        (2, 3, (6, 6), 3, 1, 2, 2, 1),
+        (4, 4, (9,), 3, 1, 1, 1, 4),
+        (3, 5, (11,), 5, 2, 0, 1, 1),
+    ])
+
+
+def _conv(cin, cout, hw, k, stride, pad, dil, groups, *, seed):  # type: ignore[no-untyped-def]
+    """A conv layer's geometry with a random half of its synapses kept."""
+    rng = np.random.default_rng(seed)
     d = len(hw)
     out_hw = tuple(_out(n, k, stride, pad, dil) for n in hw)
     mask = rng.random((cout, cin // groups, *([k] * d))) < 0.5
@@ -54,6 +59,14 @@ def test_vectorised_conv_incidence_equals_a_synapse_by_synapse_count(cin, cout, 
                         out_shape=(cout, *out_hw), mask=mask, neuron_shape=(cout, *out_hw),
                         stride=(stride,) * d, padding=(pad,) * d, dilation=(dil,) * d,
                         groups=groups)
+    return lay, mask, out_hw
+
+
+@CONV_CASES
+def test_vectorised_conv_incidence_equals_a_synapse_by_synapse_count(cin, cout, hw, k, stride,
+                                                                       pad, dil, groups):
+    lay, mask, out_hw = _conv(cin, cout, hw, k, stride, pad, dil, groups, seed=cin * 100 + cout)
+    d = len(hw)
     st = layer_stats(lay)
     n_pos = int(np.prod(out_hw))
     # fewer groups than channels, about one per channel, several per channel, one per neuron
@@ -72,25 +85,12 @@ def test_vectorised_conv_incidence_equals_a_synapse_by_synapse_count(cin, cout, 
     assert st.incidence(np.zeros(0, dtype=np.int64)).shape == (st.n_in, 0)
 
 
-@pytest.mark.parametrize(("cin", "cout", "hw", "k", "stride", "pad", "dil", "groups"), [
-    (3, 4, (6, 6), 3, 1, 1, 1, 1),
-    (4, 6, (7, 5), 3, 2, 1, 1, 2),
-    (2, 3, (6, 6), 3, 1, 2, 2, 1),
-    (4, 4, (9,), 3, 1, 1, 1, 4),
-    (3, 5, (11,), 5, 2, 0, 1, 1),
-])
+@CONV_CASES
 def test_column_blocks_hold_each_groups_nonzero_counts(cin, cout, hw, k, stride, pad, dil,
                                                        groups):
     """The core mapper's cheap path: every group's nonzero counts, as the incidence has them
     (rows may differ: a group narrower than a channel is counted over its input window)."""
-    rng = np.random.default_rng(cin * 10 + cout)
-    d = len(hw)
-    out_hw = tuple(_out(n, k, stride, pad, dil) for n in hw)
-    mask = rng.random((cout, cin // groups, *([k] * d))) < 0.5
-    lay = LayerGeometry(name="c", kind=f"conv{d}d", in_shape=(cin, *hw),
-                        out_shape=(cout, *out_hw), mask=mask, neuron_shape=(cout, *out_hw),
-                        stride=(stride,) * d, padding=(pad,) * d, dilation=(dil,) * d,
-                        groups=groups)
+    lay, _mask, out_hw = _conv(cin, cout, hw, k, stride, pad, dil, groups, seed=cin * 10 + cout)
     st = layer_stats(lay)
     assert st.column_blocks is not None
     n_pos = int(np.prod(out_hw))
