@@ -30,7 +30,8 @@ def energy_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", default=DEFAULT_TARGETS,
                    help=f"comma-separated profile names or paths/to/chip.toml, or 'all' "
                         f"(default {DEFAULT_TARGETS})")
-    options.add_model_data(p)
+    # energy runs in one process: torchrun's --dist-timeout would be accepted and ignored
+    options.add_model_data(p, tuple(n for n in options.MODEL_DATA if n != "dist_timeout"))
     return p
 
 
