@@ -6,7 +6,8 @@
         [T, N, ...]) and OUT/CASE/y.npy (the framework's own simulation, [T, N, ...])
     python frameworks.py import-all DIR   read every DIR/NAME/graph.nir with each framework's
         own importer, run it on DIR/NAME/x.npy and write DIR/NAME/FRAMEWORK.npy (or .txt with
-        the importer's failure)
+        the importer's failure); for sinabs and spyx also FRAMEWORK-undone.npy, the same
+        import with the framework's departures from NIR's equations undone (UNDONE)
 
 Every network is small and seeded, so a run takes seconds. Nothing here imports slamp_deploy.
 """
@@ -230,11 +231,18 @@ def import_norse(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
 def import_sinabs(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
     from sinabs.nir import from_nir
 
-    net = from_nir(g, batch_size=x.shape[1])
-    with torch.no_grad():  # sinabs' modules take [N, T, ...]
-        y = net(torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 0, 1))))
+    return _run_sinabs(from_nir(g, batch_size=x.shape[1]), x)
+
+
+def _run_sinabs(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    """Squeeze layers take [N*T, ...] batch-major (sinabs/layers/reshape.py:80: sample n's T
+    steps in a row), so [T, N, ...] goes in as that and comes back as [T, N, ...]."""
+    t, n = x.shape[:2]
+    with torch.no_grad():
+        y = net(torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 0, 1)))
+                .reshape(n * t, *x.shape[2:]))
     y = y[0] if isinstance(y, tuple) else y
-    return np.swapaxes(y.numpy(), 0, 1)
+    return np.swapaxes(y.numpy().reshape(n, t, *y.shape[1:]), 0, 1)
 
 
 def import_spyx(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
@@ -258,6 +266,66 @@ def import_rockpool(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
 
 IMPORTS = {"snntorch": import_snntorch, "norse": import_norse, "sinabs": import_sinabs,
            "spyx": import_spyx, "rockpool": import_rockpool}
+
+
+# ------------------------------------------------------------------ importers, departures undone
+# Each runs the framework's own importer and simulator with only its documented departures from
+# NIR's equations undone (the measurement behind each consumer row's "departure"); the file's
+# dt is slamp.dt, the neurons' r = tau/dt (unit gain, which both frameworks apply).
+
+
+def import_sinabs_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
+    """sinabs with NIR's LIF: decay 1 - dt/tau (not exp(-1/tau) in steps, sinabs/layers/
+    lif.py:121), one spike per step and reset to zero (not the layer defaults MultiSpike and
+    MembraneSubtract, sinabs/nir.py:100), and v_leak checked with np.any (``any(node.v_leak)``
+    at sinabs/nir.py:97 fails on a LIF of more than one dimension)."""
+    import sinabs.layers as sl
+    from sinabs.activation import MembraneReset, SingleSpike
+    from sinabs.nir import from_nir
+
+    dt = float(g.metadata["slamp.dt"])
+    beta = {}
+    for name, node in g.nodes.items():
+        if isinstance(node, nir.LIF):
+            beta[name] = torch.from_numpy(1.0 - dt / np.asarray(node.tau, dtype=np.float64))
+            node.v_leak = np.asarray(node.v_leak).reshape(-1)  # only checked, never used
+    net = from_nir(g, batch_size=x.shape[1])
+    for name, m in net.named_modules():
+        if isinstance(m, sl.LIFSqueeze):
+            m.train_alphas = True  # alpha_mem is then used as given (sinabs/layers/lif.py:118)
+            m.alpha_mem = torch.nn.Parameter(beta[name.split(".")[-1]].float())
+            m.alpha_syn = None
+            m.spike_fn, m.reset_fn = SingleSpike, MembraneReset()
+    return _run_sinabs(net, x)
+
+
+def import_spyx_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
+    """spyx with NIR's LIF: spike on the updated membrane and reset it to zero (spyx's LIF
+    spikes on the membrane before the update and subtracts the threshold, spyx/nn.py:215-216),
+    and Flatten in NIR's channels-first order (spyx runs channels-last and flattens that,
+    spyx/nn.py:758, so the Affine after a conv reads a permuted vector)."""
+    import jax.numpy as jnp
+    from spyx import nn as snn
+
+    def lif_step(self, x, V):
+        V = jnp.clip(self.beta[...], 0, 1) * V + x
+        spikes = (self.threshold < V).astype(V.dtype)
+        return spikes, V * (1 - spikes)
+
+    def flatten(self, x):
+        if x.ndim == 4:  # [N, H, W, C] -> NIR's [N, C, H, W] order
+            x = x.transpose(0, 3, 1, 2)
+        return x.reshape(x.shape[0], -1)
+
+    saved = snn.LIF.__call__, snn.Flatten.__call__
+    snn.LIF.__call__, snn.Flatten.__call__ = lif_step, flatten
+    try:
+        return import_spyx(g, x)
+    finally:
+        snn.LIF.__call__, snn.Flatten.__call__ = saved
+
+
+UNDONE = {"sinabs": import_sinabs_undone, "spyx": import_spyx_undone}
 
 
 def _plain(g: nir.NIRGraph) -> nir.NIRGraph:
@@ -296,7 +364,9 @@ def import_all(folder: Path) -> None:
     FOLDER/NAME/FRAMEWORK.npy, or its failure in FOLDER/NAME/FRAMEWORK.txt."""
     for d in sorted(p for p in folder.iterdir() if (p / "graph.nir").is_file()):
         x = np.load(d / "x.npy")
-        for name, run in IMPORTS.items():
+        runs = [(name, run) for name, run in IMPORTS.items()]
+        runs += [(f"{name}-undone", run) for name, run in UNDONE.items()]
+        for name, run in runs:
             try:
                 y = run(nir.read(str(d / "graph.nir")), x)
                 np.save(d / f"{name}.npy", np.asarray(y, dtype=np.float32))
