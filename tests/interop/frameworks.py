@@ -6,7 +6,7 @@
         [T, N, ...]) and OUT/CASE/y.npy (the framework's own simulation, [T, N, ...])
     python frameworks.py import-all DIR   read every DIR/NAME/graph.nir with each framework's
         own importer, run it on DIR/NAME/x.npy and write DIR/NAME/FRAMEWORK.npy (or .txt with
-        the importer's failure); for sinabs and spyx also FRAMEWORK-undone.npy, the same
+        the importer's failure); for snnTorch, sinabs and spyx also FRAMEWORK-undone.npy, the same
         import with the framework's departures from NIR's equations undone (UNDONE)
 
 Every network is small and seeded, so a run takes seconds. Nothing here imports slamp_deploy.
@@ -274,11 +274,35 @@ IMPORTS = {"snntorch": import_snntorch, "norse": import_norse, "sinabs": import_
 # dt is slamp.dt, the neurons' r = tau/dt (unit gain, which both frameworks apply).
 
 
+def import_snntorch_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
+    """snnTorch with NIR's IF: no leak (beta = 1, not 0.9), reset to zero (not Leaky's default
+    subtract) and a module that returns spikes only (init_hidden=True; snntorch/import_nir.py:
+    226-240 builds Leaky(beta=0.9, init_hidden=False), whose (spike, membrane) tuple the next
+    layer cannot take)."""
+    import snntorch as snn
+    import snntorch.import_nir as imp
+
+    original = imp._nir_to_snntorch_module
+
+    def patched(node, hack_w_scale=True, init_hidden=False):
+        if isinstance(node, nir.IF):
+            return snn.Leaky(beta=1.0, threshold=float(np.unique(node.v_threshold)[0]),
+                             reset_mechanism="zero", reset_delay=False, init_hidden=True)
+        return original(node, hack_w_scale=hack_w_scale, init_hidden=init_hidden)
+
+    imp._nir_to_snntorch_module = patched
+    try:
+        return import_snntorch(g, x)
+    finally:
+        imp._nir_to_snntorch_module = original
+
+
 def import_sinabs_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
     """sinabs with NIR's LIF: decay 1 - dt/tau (not exp(-1/tau) in steps, sinabs/layers/
     lif.py:121), one spike per step and reset to zero (not the layer defaults MultiSpike and
-    MembraneSubtract, sinabs/nir.py:100), and v_leak checked with np.any (``any(node.v_leak)``
-    at sinabs/nir.py:97 fails on a LIF of more than one dimension)."""
+    MembraneSubtract, sinabs/nir.py:100; for IF the same and no floor at -v_threshold,
+    sinabs/nir.py:86-92), and v_leak checked with np.any (``any(node.v_leak)`` at
+    sinabs/nir.py:97 fails on a LIF of more than one dimension)."""
     import sinabs.layers as sl
     from sinabs.activation import MembraneReset, SingleSpike
     from sinabs.nir import from_nir
@@ -296,12 +320,15 @@ def import_sinabs_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
             m.alpha_mem = torch.nn.Parameter(beta[name.split(".")[-1]].float())
             m.alpha_syn = None
             m.spike_fn, m.reset_fn = SingleSpike, MembraneReset()
+        if isinstance(m, sl.IAFSqueeze):  # sinabs/nir.py:86-92: also min_v_mem = -v_threshold
+            m.spike_fn, m.reset_fn, m.min_v_mem = SingleSpike, MembraneReset(), None
     return _run_sinabs(net, x)
 
 
 def import_spyx_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
-    """spyx with NIR's LIF: spike on the updated membrane and reset it to zero (spyx's LIF
-    spikes on the membrane before the update and subtracts the threshold, spyx/nn.py:215-216),
+    """spyx with NIR's LIF and IF: spike on the updated membrane and reset it to zero (spyx's
+    LIF and IF spike on the membrane before the update and subtract the threshold,
+    spyx/nn.py:215-216 and 167-168),
     and Flatten in NIR's channels-first order (spyx runs channels-last and flattens that,
     spyx/nn.py:758, so the Affine after a conv reads a permuted vector)."""
     import jax.numpy as jnp
@@ -312,20 +339,26 @@ def import_spyx_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
         spikes = (self.threshold < V).astype(V.dtype)
         return spikes, V * (1 - spikes)
 
+    def if_step(self, x, V):
+        V = V + x
+        spikes = (self.threshold < V).astype(V.dtype)
+        return spikes, V * (1 - spikes)
+
     def flatten(self, x):
         if x.ndim == 4:  # [N, H, W, C] -> NIR's [N, C, H, W] order
             x = x.transpose(0, 3, 1, 2)
         return x.reshape(x.shape[0], -1)
 
-    saved = snn.LIF.__call__, snn.Flatten.__call__
-    snn.LIF.__call__, snn.Flatten.__call__ = lif_step, flatten
+    saved = snn.LIF.__call__, snn.IF.__call__, snn.Flatten.__call__
+    snn.LIF.__call__, snn.IF.__call__, snn.Flatten.__call__ = lif_step, if_step, flatten
     try:
         return import_spyx(g, x)
     finally:
-        snn.LIF.__call__, snn.Flatten.__call__ = saved
+        snn.LIF.__call__, snn.IF.__call__, snn.Flatten.__call__ = saved
 
 
-UNDONE = {"sinabs": import_sinabs_undone, "spyx": import_spyx_undone}
+UNDONE = {"snntorch": import_snntorch_undone, "sinabs": import_sinabs_undone,
+          "spyx": import_spyx_undone}
 
 
 def _plain(g: nir.NIRGraph) -> nir.NIRGraph:

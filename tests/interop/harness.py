@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -201,9 +202,14 @@ class Ours:
     form: str | None = None
 
 
+def _mlp_if() -> nn.Module:
+    return nn.Sequential(nn.Linear(6, 8), _leaky(1.0), nn.Linear(8, 3), _leaky(1.0))
+
+
 _CONV_NODES = "Conv2d, LIF, SumPool2d (our AvgPool2d), Flatten, Affine"
 OURS: dict[str, Ours] = {
     "slamp-mlp": Ours(nodes="Affine, LIF", make=_mlp, shape=(6,)),
+    "slamp-mlp-if": Ours(nodes="Affine, IF", make=_mlp_if, shape=(6,)),
     "slamp-conv": Ours(nodes=_CONV_NODES, make=_conv, shape=(1, 6, 6)),
     "slamp-mlp-norse": Ours(nodes="Affine, LIF; norse form (r = 1)", make=_mlp, shape=(6,),
                             form="norse"),
@@ -214,26 +220,46 @@ CONSUMERS = ("snntorch", "norse", "sinabs", "spyx", "rockpool")
 _VERSIONS = {"snntorch": "snnTorch 1.0.0", "norse": "norse 1.1.0", "sinabs": "sinabs 3.1.3",
              "spyx": "spyx 1.0.0", "rockpool": "rockpool 3.1.0"}
 
-#: where each consumer's importer departs from NIR's equations on our default export (the
-#: sources under .venv-interop/lib/python3.11/site-packages/); sinabs' and spyx's are undone by
-#: frameworks.UNDONE, norse's by our norse form
-CONSUMER_DEPARTURES = {
-    "norse": "from_nir ignores a LIF's r (norse/torch/utils/import_nir.py:120-130, a warning "
-             "unless r = 1): LIFBoxCell applies the gain dt/tau (norse/torch/functional/"
-             "lif_box.py:95), NIR r*dt/tau; export for_consumer(graph, 'norse') (r = 1) and "
-             "pass from_nir(dt=slamp.dt)",
-    "sinabs": "from_nir has no dt and builds LIFSqueeze with the layer defaults "
-              "(sinabs/nir.py:94-108): decay exp(-1/tau) in steps (sinabs/layers/lif.py:121), "
-              "MultiSpike and MembraneSubtract, not NIR's reset to v_reset; any(node.v_leak) "
-              "(sinabs/nir.py:97) fails on a LIF of more than one dimension",
-    "spyx": "spyx's LIF spikes on the membrane before the update and subtracts the threshold "
-            "(spyx/nn.py:215-216; from_nir keeps only tau and v_threshold, spyx/nir.py:213-217)"
-            "; its Flatten flattens channels-last (spyx/nn.py:758), so the Affine after a "
-            "conv reads a permuted vector",
-    "rockpool": "from_nir reads node.tau_mem on a LIF (rockpool/nn/modules/torch/nir.py:118), "
-                "which nir.LIF does not have, and has no Conv2d, Flatten or pooling converter "
-                "(nir.py:153)",
+#: where each consumer's importer departs from NIR's equations, per node type of our export (the
+#: sources under .venv-interop/lib/python3.11/site-packages/); snnTorch's, sinabs' and spyx's
+#: are undone by frameworks.UNDONE, norse's by our norse form
+CONSUMER_DEPARTURES: dict[str, tuple[tuple[str, str], ...]] = {
+    "snntorch": (
+        ("IF", "from_nir maps IF to snn.Leaky(beta=0.9, init_hidden=False) with Leaky's default "
+               "subtract reset (snntorch/import_nir.py:226-240): a leak and a reset NIR's IF "
+               "has not, and the (spike, membrane) tuple it returns breaks the next layer"),),
+    "norse": (
+        ("LIF", "from_nir ignores a LIF's r (norse/torch/utils/import_nir.py:120-130, a warning "
+                "unless r = 1): LIFBoxCell applies the gain dt/tau (norse/torch/functional/"
+                "lif_box.py:95), NIR r*dt/tau; export for_consumer(graph, 'norse') (r = 1) and "
+                "pass from_nir(dt=slamp.dt)"),),
+    "sinabs": (
+        ("LIF", "from_nir has no dt and builds LIFSqueeze with the layer defaults "
+                "(sinabs/nir.py:94-108): decay exp(-1/tau) in steps (sinabs/layers/lif.py:121), "
+                "MultiSpike and MembraneSubtract, not NIR's reset to v_reset; any(node.v_leak) "
+                "(sinabs/nir.py:97) fails on a LIF of more than one dimension"),
+        ("IF", "IF -> IAFSqueeze with MultiSpike, MembraneSubtract and a floor at -v_threshold "
+               "(sinabs/nir.py:86-92), not NIR's reset to v_reset"),),
+    "spyx": (
+        ("LIF", "spyx's LIF spikes on the membrane before the update and subtracts the "
+                "threshold (spyx/nn.py:215-216; from_nir keeps only tau and v_threshold, "
+                "spyx/nir.py:213-217)"),
+        ("IF", "spyx's IF spikes on the membrane before the update and subtracts the threshold "
+               "(spyx/nn.py:167-168)"),
+        ("Flatten", "its Flatten flattens channels-last (spyx/nn.py:758), so the Affine after a "
+                    "conv reads a permuted vector"),),
+    "rockpool": (
+        ("LIF", "from_nir reads node.tau_mem on a LIF (rockpool/nn/modules/torch/nir.py:118), "
+                "which nir.LIF does not have"),
+        ("IF", "from_nir has no IF converter (rockpool/nn/modules/torch/nir.py:153)"),
+        ("Conv2d", "no Conv2d, Flatten or pooling converter (nir.py:153)"),),
 }
+
+
+def consumer_departure(fw: str, nodes: str) -> str:
+    """The departures of consumer ``fw``'s importer that touch node types ``nodes``."""
+    kinds = set(re.split(r"[^A-Za-z0-9]+", nodes))
+    return "; ".join(text for kind, text in CONSUMER_DEPARTURES.get(fw, ()) if kind in kinds)
 
 
 def _write_ours(folder: Path) -> dict[str, np.ndarray]:
@@ -277,10 +303,10 @@ def _import_rows(folder: Path, refs: dict[str, np.ndarray]) -> list[dict[str, An
             row: dict[str, Any] = {"framework": _VERSIONS[fw], "direction": "from slamp-deploy",
                                    "case": name, "nodes": case.nodes, "dt": 1e-4,
                                    "departure": "" if case.form else
-                                   CONSUMER_DEPARTURES.get(fw, "")}
+                                   consumer_departure(fw, case.nodes)}
             row |= _consumer_verdict(d, fw, refs[name])
-            if case.form is None and (d / f"{fw}-undone.npy").exists() | \
-                    (d / f"{fw}-undone.txt").exists():
+            undone = (d / f"{fw}-undone.npy").exists() or (d / f"{fw}-undone.txt").exists()
+            if row["departure"] and undone:
                 c = _consumer_verdict(d, f"{fw}-undone", refs[name])
                 row["corrected"] = {"verdict": c["verdict"], "agreement": c["agreement"]}
             rows.append(row)

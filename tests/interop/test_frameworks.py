@@ -74,6 +74,7 @@ def test_our_export_is_read_exactly_by_snntorch(measured):
     ours = _ours(measured)
     assert ours[("slamp-mlp", "snnTorch 1.0.0")]["verdict"] == "exact"
     assert ours[("slamp-conv", "snnTorch 1.0.0")]["verdict"] == "exact"
+    assert ours[("slamp-mlp-if", "norse 1.1.0")]["verdict"] == "exact"  # norse's IF is NIR's
 
 
 def test_the_norse_form_is_read_exactly_by_norse(measured):
@@ -86,12 +87,13 @@ def test_the_norse_form_is_read_exactly_by_norse(measured):
 
 
 def test_each_consumer_departure_is_the_whole_difference(measured):
-    """sinabs and spyx import our export by their own equations (documented with file and line);
-    with those undone on their side, both read the MLP and the conv net exactly: the rest of
-    their reading (weights, layout, pools) agrees with ours."""
+    """sinabs and spyx import our LIF and IF nodes by their own equations, snnTorch our IF
+    (each documented with file and line); with those undone on their side, they read the MLPs
+    and the conv net exactly: the rest of their reading (weights, layout, pools) is ours."""
     rows = [r for r in measured if r["direction"] == "from slamp-deploy" and "corrected" in r]
     assert {(r["case"], r["framework"]) for r in rows} == {
-        (c, f) for c in ("slamp-mlp", "slamp-conv") for f in ("sinabs 3.1.3", "spyx 1.0.0")}
+        (c, f) for c in ("slamp-mlp", "slamp-mlp-if", "slamp-conv")
+        for f in ("sinabs 3.1.3", "spyx 1.0.0")} | {("slamp-mlp-if", "snnTorch 1.0.0")}
     for r in rows:
         assert r["verdict"] != "exact" and r["corrected"]["verdict"] == "exact", r["case"]
         assert ".py:" in r["departure"], r["framework"]  # names the consumer's source line
