@@ -259,8 +259,8 @@ def import_rockpool(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
     from rockpool.nn.modules.torch.nir import from_nir
 
     net = from_nir(g)
-    with torch.no_grad():
-        y, _, _ = net(torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 0, 1))))
+    with torch.no_grad():  # nirtorch's graph executor returns (output, state)
+        y = net(torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 0, 1))))[0]
     return np.swapaxes(y.numpy(), 0, 1)
 
 
@@ -326,9 +326,9 @@ def import_sinabs_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
 
 
 def import_spyx_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
-    """spyx with NIR's LIF and IF: spike on the updated membrane and reset it to zero (spyx's
-    LIF and IF spike on the membrane before the update and subtract the threshold,
-    spyx/nn.py:215-216 and 167-168),
+    """spyx with NIR's LIF, IF and CubaLIF: spike on the updated membrane and reset it to zero
+    (spyx's LIF, IF and CuBaLIF spike on the membrane before the update and subtract the
+    threshold, spyx/nn.py:215-216, 167-168 and 451-454),
     and Flatten in NIR's channels-first order (spyx runs channels-last and flattens that,
     spyx/nn.py:758, so the Affine after a conv reads a permuted vector)."""
     import jax.numpy as jnp
@@ -344,17 +344,27 @@ def import_spyx_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
         spikes = (self.threshold < V).astype(V.dtype)
         return spikes, V * (1 - spikes)
 
+    def cuba_step(self, x, VI):
+        V, current = jnp.split(VI, 2, -1)
+        current = jnp.clip(self.alpha[...], 0, 1) * current + x
+        V = jnp.clip(self.beta[...], 0, 1) * V + current
+        spikes = (self.threshold < V).astype(V.dtype)
+        return spikes, jnp.concatenate([V * (1 - spikes), current], axis=-1)
+
     def flatten(self, x):
         if x.ndim == 4:  # [N, H, W, C] -> NIR's [N, C, H, W] order
             x = x.transpose(0, 3, 1, 2)
         return x.reshape(x.shape[0], -1)
 
-    saved = snn.LIF.__call__, snn.IF.__call__, snn.Flatten.__call__
-    snn.LIF.__call__, snn.IF.__call__, snn.Flatten.__call__ = lif_step, if_step, flatten
+    classes = (snn.LIF, snn.IF, snn.CuBaLIF, snn.Flatten)
+    saved = [c.__call__ for c in classes]
+    for c, step in zip(classes, (lif_step, if_step, cuba_step, flatten), strict=True):
+        c.__call__ = step
     try:
         return import_spyx(g, x)
     finally:
-        snn.LIF.__call__, snn.IF.__call__, snn.Flatten.__call__ = saved
+        for c, step in zip(classes, saved, strict=True):
+            c.__call__ = step
 
 
 UNDONE = {"snntorch": import_snntorch_undone, "sinabs": import_sinabs_undone,

@@ -206,10 +206,19 @@ def _mlp_if() -> nn.Module:
     return nn.Sequential(nn.Linear(6, 8), _leaky(1.0), nn.Linear(8, 3), _leaky(1.0))
 
 
+def _mlp_cuba() -> nn.Module:
+    def syn(alpha: float, beta: float) -> nn.Module:
+        return snn.Synaptic(alpha=alpha, beta=beta, reset_mechanism="zero", reset_delay=False,
+                            init_hidden=True)
+
+    return nn.Sequential(nn.Linear(6, 8), syn(0.6, 0.8), nn.Linear(8, 3), syn(0.5, 0.7))
+
+
 _CONV_NODES = "Conv2d, LIF, SumPool2d (our AvgPool2d), Flatten, Affine"
 OURS: dict[str, Ours] = {
     "slamp-mlp": Ours(nodes="Affine, LIF", make=_mlp, shape=(6,)),
     "slamp-mlp-if": Ours(nodes="Affine, IF", make=_mlp_if, shape=(6,)),
+    "slamp-mlp-cubalif": Ours(nodes="Affine, CubaLIF", make=_mlp_cuba, shape=(6,)),
     "slamp-conv": Ours(nodes=_CONV_NODES, make=_conv, shape=(1, 6, 6)),
     "slamp-mlp-norse": Ours(nodes="Affine, LIF; norse form (r = 1)", make=_mlp, shape=(6,),
                             form="norse"),
@@ -221,9 +230,10 @@ _VERSIONS = {"snntorch": "snnTorch 1.0.0", "norse": "norse 1.1.0", "sinabs": "si
              "spyx": "spyx 1.0.0", "rockpool": "rockpool 3.1.0"}
 
 #: where each consumer's importer departs from NIR's equations, per node type of our export (the
-#: sources under .venv-interop/lib/python3.11/site-packages/); snnTorch's, sinabs' and spyx's
-#: are undone by frameworks.UNDONE, norse's by our norse form
-CONSUMER_DEPARTURES: dict[str, tuple[tuple[str, str], ...]] = {
+#: sources under .venv-interop/lib/python3.11/site-packages/): (node type, what, and whether
+#: frameworks.UNDONE undoes it, default: if it has an entry for the consumer); norse's is
+#: undone by our norse form, rockpool's by nothing
+CONSUMER_DEPARTURES: dict[str, tuple[tuple[Any, ...], ...]] = {
     "snntorch": (
         ("IF", "from_nir maps IF to snn.Leaky(beta=0.9, init_hidden=False) with Leaky's default "
                "subtract reset (snntorch/import_nir.py:226-240): a leak and a reset NIR's IF "
@@ -239,27 +249,37 @@ CONSUMER_DEPARTURES: dict[str, tuple[tuple[str, str], ...]] = {
                 "MultiSpike and MembraneSubtract, not NIR's reset to v_reset; any(node.v_leak) "
                 "(sinabs/nir.py:97) fails on a LIF of more than one dimension"),
         ("IF", "IF -> IAFSqueeze with MultiSpike, MembraneSubtract and a floor at -v_threshold "
-               "(sinabs/nir.py:86-92), not NIR's reset to v_reset"),),
+               "(sinabs/nir.py:86-92), not NIR's reset to v_reset"),
+        ("CubaLIF", "from_nir has no CubaLIF converter (sinabs/nir.py:25-118 returns None)",
+         False),),
     "spyx": (
         ("LIF", "spyx's LIF spikes on the membrane before the update and subtracts the "
                 "threshold (spyx/nn.py:215-216; from_nir keeps only tau and v_threshold, "
                 "spyx/nir.py:213-217)"),
         ("IF", "spyx's IF spikes on the membrane before the update and subtracts the threshold "
                "(spyx/nn.py:167-168)"),
+        ("CubaLIF", "spyx's CuBaLIF spikes on the membrane before the update and subtracts the "
+                    "threshold (spyx/nn.py:451-454)"),
         ("Flatten", "its Flatten flattens channels-last (spyx/nn.py:758), so the Affine after a "
                     "conv reads a permuted vector"),),
     "rockpool": (
         ("LIF", "from_nir reads node.tau_mem on a LIF (rockpool/nn/modules/torch/nir.py:118), "
                 "which nir.LIF does not have"),
         ("IF", "from_nir has no IF converter (rockpool/nn/modules/torch/nir.py:153)"),
+        ("CubaLIF", "CubaLIF -> LIFTorch with dt = min(tau_mem/(1 + r)) (rockpool/nn/modules/"
+                    "torch/nir.py:126-135), decays exp(-dt/tau), the synapse decayed after "
+                    "the input is added and the threshold subtracted (rockpool/nn/modules/"
+                    "torch/lif_torch.py:687-709), w_in not applied"),
         ("Conv2d", "no Conv2d, Flatten or pooling converter (nir.py:153)"),),
 }
 
 
-def consumer_departure(fw: str, nodes: str) -> str:
-    """The departures of consumer ``fw``'s importer that touch node types ``nodes``."""
+def consumer_departure(fw: str, nodes: str) -> tuple[str, bool]:
+    """The departures of consumer ``fw``'s importer that touch node types ``nodes``, and
+    whether ``frameworks.UNDONE`` undoes all of them."""
     kinds = set(re.split(r"[^A-Za-z0-9]+", nodes))
-    return "; ".join(text for kind, text in CONSUMER_DEPARTURES.get(fw, ()) if kind in kinds)
+    hits = [d for d in CONSUMER_DEPARTURES.get(fw, ()) if d[0] in kinds]
+    return "; ".join(d[1] for d in hits), bool(hits) and all(d[2:] != (False,) for d in hits)
 
 
 def _write_ours(folder: Path) -> dict[str, np.ndarray]:
@@ -300,13 +320,14 @@ def _import_rows(folder: Path, refs: dict[str, np.ndarray]) -> list[dict[str, An
     for name, case in OURS.items():
         d = folder / name
         for fw in CONSUMERS if case.form is None else (case.form,):
+            why, undoable = consumer_departure(fw, case.nodes) if case.form is None \
+                else ("", False)
             row: dict[str, Any] = {"framework": _VERSIONS[fw], "direction": "from slamp-deploy",
                                    "case": name, "nodes": case.nodes, "dt": 1e-4,
-                                   "departure": "" if case.form else
-                                   consumer_departure(fw, case.nodes)}
+                                   "departure": why}
             row |= _consumer_verdict(d, fw, refs[name])
-            undone = (d / f"{fw}-undone.npy").exists() or (d / f"{fw}-undone.txt").exists()
-            if row["departure"] and undone:
+            ran = (d / f"{fw}-undone.npy").exists() or (d / f"{fw}-undone.txt").exists()
+            if undoable and ran:
                 c = _consumer_verdict(d, f"{fw}-undone", refs[name])
                 row["corrected"] = {"verdict": c["verdict"], "agreement": c["agreement"]}
             rows.append(row)

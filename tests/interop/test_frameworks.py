@@ -70,11 +70,13 @@ def _ours(measured):
 
 def test_our_export_is_read_exactly_by_snntorch(measured):
     """snnTorch reads the default export exactly, the conv net's SumPool2d included (nirtorch's
-    default map, which snnTorch's importer falls back to)."""
+    default map, which snnTorch's importer falls back to); norse reads IF and CubaLIF exactly."""
     ours = _ours(measured)
     assert ours[("slamp-mlp", "snnTorch 1.0.0")]["verdict"] == "exact"
     assert ours[("slamp-conv", "snnTorch 1.0.0")]["verdict"] == "exact"
     assert ours[("slamp-mlp-if", "norse 1.1.0")]["verdict"] == "exact"  # norse's IF is NIR's
+    for fw in ("snnTorch 1.0.0", "norse 1.1.0"):  # CubaLIF, reset right after the spike
+        assert ours[("slamp-mlp-cubalif", fw)]["verdict"] == "exact", fw
 
 
 def test_the_norse_form_is_read_exactly_by_norse(measured):
@@ -93,7 +95,8 @@ def test_each_consumer_departure_is_the_whole_difference(measured):
     rows = [r for r in measured if r["direction"] == "from slamp-deploy" and "corrected" in r]
     assert {(r["case"], r["framework"]) for r in rows} == {
         (c, f) for c in ("slamp-mlp", "slamp-mlp-if", "slamp-conv")
-        for f in ("sinabs 3.1.3", "spyx 1.0.0")} | {("slamp-mlp-if", "snnTorch 1.0.0")}
+        for f in ("sinabs 3.1.3", "spyx 1.0.0")} | {("slamp-mlp-if", "snnTorch 1.0.0"),
+                                                    ("slamp-mlp-cubalif", "spyx 1.0.0")}
     for r in rows:
         assert r["verdict"] != "exact" and r["corrected"]["verdict"] == "exact", r["case"]
         assert ".py:" in r["departure"], r["framework"]  # names the consumer's source line
