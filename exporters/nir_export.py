@@ -361,7 +361,8 @@ class NirExporter:
 
     name = "nir"
     filename = "model.nir"
-    runtime = nir_sim.RUNTIME
+    # the export check simulates the file in float64 and in float32 (verify._check_nir)
+    runtime = "slamp_deploy.exporters.nir_sim (numpy, float64 and float32)"
 
     def unavailable(self) -> str | None:
         return None
