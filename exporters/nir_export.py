@@ -10,16 +10,22 @@ batch dimensions, scalar beta and conv nets, and drops what NIR cannot say. Conv
   every attribute; BatchNorm folded into the preceding synaptic weights and bias (pruned
   weights stay exactly zero); Flatten -> ``Flatten`` over the per-sample dims, written with
   negative dims (``-len(shape)`` to ``-1``) so importers that apply them to batched tensors
-  (snnTorch, norse) flatten the same dims; AvgPool2d ->
-  ``AvgPool2d``; Dropout dropped (identity at inference).
+  (snnTorch, norse) flatten the same dims; AvgPool2d -> ``SumPool2d`` with 1/area folded into
+  the weights of the one synaptic node that reads it, where that is bitwise exact (norse's,
+  sinabs' and spyx's importers know no AvgPool2d; snnTorch's reads both), else ``AvgPool2d``;
+  Dropout dropped (identity at inference).
 * Leaky -> ``LIF`` with snnTorch's dt = 1e-4: ``tau = dt / (1 - beta)``, ``r = tau / dt``,
   ``v_leak = 0``, ``v_reset = 0``, every parameter broadcast to the per-neuron shape (beta == 1
   everywhere -> ``IF``); Synaptic -> ``CubaLIF`` with ``w_in = tau_syn / dt``. tau is computed
   in float64 from the float32 beta so ``1 - dt / tau`` gives beta back exactly in float32.
 * Graph metadata: ``slamp.dt``, ``slamp.timesteps``, ``slamp.encoding``, ``slamp.readout``,
-  ``slamp.r_convention``, ``slamp.exporter_version``, ``slamp.nir_version``. Neuron nodes:
-  ``slamp.reset_mechanism``, ``slamp.reset_delay``. Synaptic nodes: ``slamp.kept``,
-  ``slamp.total``, ``slamp.density``.
+  ``slamp.r_convention``, ``slamp.exporter_version``, ``slamp.nir_version``,
+  ``slamp.avgpool_as_sumpool`` (the pools so written). Neuron nodes: ``slamp.reset_mechanism``,
+  ``slamp.reset_delay``. Synaptic nodes: ``slamp.kept``, ``slamp.total``, ``slamp.density``,
+  and after such a pool ``slamp.weight_scale`` (1/area) and ``slamp.weight_scale_from``; the
+  SumPool2d: ``slamp.avgpool_area_folded_into``.
+* :func:`for_consumer` rewrites a graph for one consumer's importer (today norse: r = 1), the
+  same NIR equations, recorded in ``slamp.form`` and ``slamp.r_convention``.
 """
 
 from __future__ import annotations
@@ -194,6 +200,58 @@ class _Writer:
         self.ends[i] = [op.name]
 
 
+_SYNAPTIC = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
+
+
+def _pool_reader(name: str, nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
+                 ) -> str | None:
+    """The synaptic node that alone reads pool ``name``'s output (through Flatten nodes that
+    have one reader each) and reads nothing else, or None."""
+    cur = name
+    while True:
+        outs = [d for s, d in edges if s == cur]
+        if len(outs) != 1 or sum(1 for _, d in edges if d == outs[0]) != 1:
+            return None
+        cur = outs[0]
+        if isinstance(nodes[cur], _SYNAPTIC):
+            return cur
+        if not isinstance(nodes[cur], nir.Flatten):
+            return None
+
+
+def _sum_pools(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]) -> list[str]:
+    """Write each AvgPool2d as a SumPool2d whose 1/area is folded into the weights of the one
+    synaptic node that reads it, where that is bitwise exact; returns the pools rewritten.
+
+    Why: norse 1.1.0's, sinabs 3.1.3's and spyx 1.0.0's importers know SumPool2d only (snnTorch
+    1.0.0's reads both, via nirtorch's default map), so an AvgPool2d stops their conv graphs.
+    Exact: the area must be a power of two (scaling by it commutes with float rounding, so
+    sum * (w / area) == (sum / area) * w bit for bit), every scaled weight must scale back
+    (no underflow), and the padding zero (norse's and nirtorch's sum pools ignore padding).
+    """
+    done = []
+    for name in [n for n, node in nodes.items() if isinstance(node, nir.AvgPool2d)]:
+        pool = nodes[name]
+        k = np.asarray(pool.kernel_size).reshape(-1)
+        area = int(np.prod(k))
+        reader = _pool_reader(name, nodes, edges)
+        if reader is None or area & (area - 1) or np.any(np.asarray(pool.padding) != 0):
+            continue
+        syn = nodes[reader]
+        w = np.asarray(syn.weight)
+        scaled = (w / w.dtype.type(area)).astype(w.dtype)
+        if not np.array_equal(scaled * w.dtype.type(area), w):
+            continue
+        syn.weight = scaled
+        syn.metadata = dict(syn.metadata, **{"slamp.weight_scale": 1.0 / area,
+                                             "slamp.weight_scale_from": name})
+        nodes[name] = nir.SumPool2d(kernel_size=pool.kernel_size, stride=pool.stride,
+                                    padding=pool.padding,
+                                    metadata={"slamp.avgpool_area_folded_into": reader})
+        done.append(name)
+    return done
+
+
 def to_nir(graph: SpikingGraph, *, timesteps: int, encoding: str, readout: str) -> nir.NIRGraph:
     """The NIR graph of a (pruned) SpikingGraph, following the module's conventions.
 
@@ -205,12 +263,83 @@ def to_nir(graph: SpikingGraph, *, timesteps: int, encoding: str, readout: str) 
         w.add(i, op)
     w.nodes["output"] = nir.Output(np.array(graph.output_op.out_shape))
     w.edges.extend((src, "output") for src in w.ends[len(w.ops) - 1])
+    pools = _sum_pools(w.nodes, w.edges)
     g = nir.NIRGraph(nodes=w.nodes, edges=w.edges, metadata={
         "slamp.dt": DT, "slamp.timesteps": int(timesteps), "slamp.encoding": encoding,
         "slamp.readout": readout, "slamp.r_convention": R_CONVENTION,
-        "slamp.exporter_version": __version__, "slamp.nir_version": nir.version})
+        "slamp.exporter_version": __version__, "slamp.nir_version": nir.version,
+        **({"slamp.avgpool_as_sumpool": ", ".join(pools)} if pools else {})})
     g.infer_types()
     return g
+
+
+def _scale_rows(name: str, syn: nir.NIRNode, scale: np.ndarray) -> None:
+    """Multiply synaptic node ``syn``'s output neuron i (row or channel i) by ``scale[i]``."""
+    w = np.asarray(syn.weight)
+    if isinstance(syn, (nir.Conv1d, nir.Conv2d)):
+        per = scale.reshape(scale.shape[0], -1)
+        if not np.all(per == per[:, :1]):
+            raise ExportError(f"NIR node {name!r}: its neurons' time constants vary within a "
+                              f"channel, so r = 1 cannot be folded into the shared conv weights")
+        scale = per[:, 0]
+    s = scale.reshape(-1, *([1] * (w.ndim - 1)))
+    syn.weight = (w.astype(np.float64) * s).astype(w.dtype)
+    if getattr(syn, "bias", None) is not None:
+        b = np.asarray(syn.bias)
+        syn.bias = (b.astype(np.float64) * scale.reshape(-1)).astype(b.dtype)
+
+
+def _unit_r(graph: nir.NIRGraph) -> None:
+    """Each LIF's input gain r*dt/tau written as r = 1 with the rest (r itself, tau/dt in our
+    files) folded into the weights of the synaptic nodes that feed it."""
+    for name, node in graph.nodes.items():
+        if not isinstance(node, nir.LIF):
+            continue
+        for src in [s for s, d in graph.edges if d == name]:
+            syn = graph.nodes[src]
+            if not isinstance(syn, _SYNAPTIC) or [d for s, d in graph.edges if s == src] \
+                    != [name]:
+                raise ExportError(f"NIR node {name!r}: r = 1 needs every input of the neuron "
+                                  f"to come from a synaptic node of its own; {src!r} is a "
+                                  f"{type(syn).__name__}")
+            _scale_rows(name, syn, np.asarray(node.r, dtype=np.float64))
+        node.r = np.ones_like(np.asarray(node.r))
+
+
+#: consumer -> (what the variant changes, the rewrite); see :func:`for_consumer`
+CONSUMER_FORMS: dict[str, tuple[str, Any]] = {
+    "norse": ("r = 1 on every LIF, its input gain tau/dt folded into the weights before it "
+              "(norse 1.1.0's from_nir ignores r: norse/torch/utils/import_nir.py:120-130)",
+              _unit_r),
+}
+
+
+def for_consumer(graph: nir.NIRGraph, consumer: str) -> nir.NIRGraph:
+    """A copy of ``graph`` (as :func:`to_nir` writes it) in the form ``consumer``'s importer
+    reads as NIR says: the same NIR equations, other parameters (``CONSUMER_FORMS``), recorded
+    in the graph metadata ``slamp.r_convention`` and ``slamp.form``. Not bitwise our default:
+    the gain moves between the neuron and the weights, so float rounding can differ.
+
+    Raises:
+        ExportError: an unknown consumer, or a graph the form cannot express (named node).
+    """
+    if consumer not in CONSUMER_FORMS:
+        raise ExportError(f"no NIR form for {consumer!r}; known: "
+                          f"{', '.join(CONSUMER_FORMS)} (every other reader takes the default)")
+    what, rewrite = CONSUMER_FORMS[consumer]
+    g = _copy(graph)
+    rewrite(g)
+    g.metadata = dict(g.metadata, **{"slamp.form": f"{consumer}: {what}",
+                                     "slamp.r_convention": f"r = 1 ({consumer})"})
+    return g
+
+
+def _copy(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """A deep copy through the file format (what a reader of the file would get)."""
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "model.nir"
+        nir.write(str(p), graph)
+        return nir.read(str(p))
 
 
 def write_nir(graph: nir.NIRGraph, path: str | Path) -> Path:
@@ -232,7 +361,8 @@ class NirExporter:
 
     name = "nir"
     filename = "model.nir"
-    runtime = nir_sim.RUNTIME
+    # the export check simulates the file in float64 and in float32 (verify._check_nir)
+    runtime = "slamp_deploy.exporters.nir_sim (numpy, float64 and float32)"
 
     def unavailable(self) -> str | None:
         return None

@@ -66,10 +66,11 @@ def interop_table() -> str:
     scripts/interop_results.py, re-measured by tests/interop/test_frameworks.py)."""
     import json
 
-    rows = ["| framework | direction | node types | dt (s) | result | the producer's departure "
-            "from NIR, or the failure |", "|---|---|---|---|---|---|"]
+    rows = ["| framework | direction | node types | dt (s) | result | the departure from NIR "
+            "(producer's exporter or consumer's importer), or the failure |",
+            "|---|---|---|---|---|---|"]
     for r in json.loads(INTEROP_RESULTS.read_text()):
-        why = (r["note"] or r["departure"] or "").replace("|", "\\|")
+        why = "; ".join(t for t in (r["departure"], r["note"]) if t).replace("|", "\\|")
         rows.append(f"| {r['framework']} | {r['direction']} | {r['nodes']} | {r['dt']:g} | "
                     f"{_interop_result(r)} | {why} |")
     return "\n".join(rows)

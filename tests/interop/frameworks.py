@@ -6,7 +6,8 @@
         [T, N, ...]) and OUT/CASE/y.npy (the framework's own simulation, [T, N, ...])
     python frameworks.py import-all DIR   read every DIR/NAME/graph.nir with each framework's
         own importer, run it on DIR/NAME/x.npy and write DIR/NAME/FRAMEWORK.npy (or .txt with
-        the importer's failure)
+        the importer's failure); for snnTorch, sinabs and spyx also FRAMEWORK-undone.npy, the same
+        import with the framework's departures from NIR's equations undone (UNDONE)
 
 Every network is small and seeded, so a run takes seconds. Nothing here imports slamp_deploy.
 """
@@ -230,11 +231,18 @@ def import_norse(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
 def import_sinabs(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
     from sinabs.nir import from_nir
 
-    net = from_nir(g, batch_size=x.shape[1])
-    with torch.no_grad():  # sinabs' modules take [N, T, ...]
-        y = net(torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 0, 1))))
+    return _run_sinabs(from_nir(g, batch_size=x.shape[1]), x)
+
+
+def _run_sinabs(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    """Squeeze layers take [N*T, ...] batch-major (sinabs/layers/reshape.py:80: sample n's T
+    steps in a row), so [T, N, ...] goes in as that and comes back as [T, N, ...]."""
+    t, n = x.shape[:2]
+    with torch.no_grad():
+        y = net(torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 0, 1)))
+                .reshape(n * t, *x.shape[2:]))
     y = y[0] if isinstance(y, tuple) else y
-    return np.swapaxes(y.numpy(), 0, 1)
+    return np.swapaxes(y.numpy().reshape(n, t, *y.shape[1:]), 0, 1)
 
 
 def import_spyx(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
@@ -251,13 +259,116 @@ def import_rockpool(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
     from rockpool.nn.modules.torch.nir import from_nir
 
     net = from_nir(g)
-    with torch.no_grad():
-        y, _, _ = net(torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 0, 1))))
+    with torch.no_grad():  # nirtorch's graph executor returns (output, state)
+        y = net(torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 0, 1))))[0]
     return np.swapaxes(y.numpy(), 0, 1)
 
 
 IMPORTS = {"snntorch": import_snntorch, "norse": import_norse, "sinabs": import_sinabs,
            "spyx": import_spyx, "rockpool": import_rockpool}
+
+
+# ------------------------------------------------------------------ importers, departures undone
+# Each runs the framework's own importer and simulator with only its documented departures from
+# NIR's equations undone (the measurement behind each consumer row's "departure"); the file's
+# dt is slamp.dt, the neurons' r = tau/dt (unit gain, which both frameworks apply).
+
+
+def import_snntorch_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
+    """snnTorch with NIR's IF: no leak (beta = 1, not 0.9), reset to zero (not Leaky's default
+    subtract) and a module that returns spikes only (init_hidden=True; snntorch/import_nir.py:
+    226-240 builds Leaky(beta=0.9, init_hidden=False), whose (spike, membrane) tuple the next
+    layer cannot take)."""
+    import snntorch as snn
+    import snntorch.import_nir as imp
+
+    original = imp._nir_to_snntorch_module
+
+    def patched(node, hack_w_scale=True, init_hidden=False):
+        if isinstance(node, nir.IF):
+            return snn.Leaky(beta=1.0, threshold=float(np.unique(node.v_threshold)[0]),
+                             reset_mechanism="zero", reset_delay=False, init_hidden=True)
+        return original(node, hack_w_scale=hack_w_scale, init_hidden=init_hidden)
+
+    imp._nir_to_snntorch_module = patched
+    try:
+        return import_snntorch(g, x)
+    finally:
+        imp._nir_to_snntorch_module = original
+
+
+def import_sinabs_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
+    """sinabs with NIR's LIF: decay 1 - dt/tau (not exp(-1/tau) in steps, sinabs/layers/
+    lif.py:121), one spike per step and reset to zero (not the layer defaults MultiSpike and
+    MembraneSubtract, sinabs/nir.py:100; for IF the same and no floor at -v_threshold,
+    sinabs/nir.py:86-92), and v_leak checked with np.any (``any(node.v_leak)`` at
+    sinabs/nir.py:97 fails on a LIF of more than one dimension)."""
+    import sinabs.layers as sl
+    from sinabs.activation import MembraneReset, SingleSpike
+    from sinabs.nir import from_nir
+
+    dt = float(g.metadata["slamp.dt"])
+    beta = {}
+    for name, node in g.nodes.items():
+        if isinstance(node, nir.LIF):
+            beta[name] = torch.from_numpy(1.0 - dt / np.asarray(node.tau, dtype=np.float64))
+            node.v_leak = np.asarray(node.v_leak).reshape(-1)  # only checked, never used
+    net = from_nir(g, batch_size=x.shape[1])
+    for name, m in net.named_modules():
+        if isinstance(m, sl.LIFSqueeze):
+            m.train_alphas = True  # alpha_mem is then used as given (sinabs/layers/lif.py:118)
+            m.alpha_mem = torch.nn.Parameter(beta[name.split(".")[-1]].float())
+            m.alpha_syn = None
+            m.spike_fn, m.reset_fn = SingleSpike, MembraneReset()
+        if isinstance(m, sl.IAFSqueeze):  # sinabs/nir.py:86-92: also min_v_mem = -v_threshold
+            m.spike_fn, m.reset_fn, m.min_v_mem = SingleSpike, MembraneReset(), None
+    return _run_sinabs(net, x)
+
+
+def import_spyx_undone(g: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
+    """spyx with NIR's LIF, IF and CubaLIF: spike on the updated membrane and reset it to zero
+    (spyx's LIF, IF and CuBaLIF spike on the membrane before the update and subtract the
+    threshold, spyx/nn.py:215-216, 167-168 and 451-454),
+    and Flatten in NIR's channels-first order (spyx runs channels-last and flattens that,
+    spyx/nn.py:758, so the Affine after a conv reads a permuted vector)."""
+    import jax.numpy as jnp
+    from spyx import nn as snn
+
+    def lif_step(self, x, V):
+        V = jnp.clip(self.beta[...], 0, 1) * V + x
+        spikes = (self.threshold < V).astype(V.dtype)
+        return spikes, V * (1 - spikes)
+
+    def if_step(self, x, V):
+        V = V + x
+        spikes = (self.threshold < V).astype(V.dtype)
+        return spikes, V * (1 - spikes)
+
+    def cuba_step(self, x, VI):
+        V, current = jnp.split(VI, 2, -1)
+        current = jnp.clip(self.alpha[...], 0, 1) * current + x
+        V = jnp.clip(self.beta[...], 0, 1) * V + current
+        spikes = (self.threshold < V).astype(V.dtype)
+        return spikes, jnp.concatenate([V * (1 - spikes), current], axis=-1)
+
+    def flatten(self, x):
+        if x.ndim == 4:  # [N, H, W, C] -> NIR's [N, C, H, W] order
+            x = x.transpose(0, 3, 1, 2)
+        return x.reshape(x.shape[0], -1)
+
+    classes = (snn.LIF, snn.IF, snn.CuBaLIF, snn.Flatten)
+    saved = [c.__call__ for c in classes]
+    for c, step in zip(classes, (lif_step, if_step, cuba_step, flatten), strict=True):
+        c.__call__ = step
+    try:
+        return import_spyx(g, x)
+    finally:
+        for c, step in zip(classes, saved, strict=True):
+            c.__call__ = step
+
+
+UNDONE = {"snntorch": import_snntorch_undone, "sinabs": import_sinabs_undone,
+          "spyx": import_spyx_undone}
 
 
 def _plain(g: nir.NIRGraph) -> nir.NIRGraph:
@@ -296,7 +407,9 @@ def import_all(folder: Path) -> None:
     FOLDER/NAME/FRAMEWORK.npy, or its failure in FOLDER/NAME/FRAMEWORK.txt."""
     for d in sorted(p for p in folder.iterdir() if (p / "graph.nir").is_file()):
         x = np.load(d / "x.npy")
-        for name, run in IMPORTS.items():
+        runs = [(name, run) for name, run in IMPORTS.items()]
+        runs += [(f"{name}-undone", run) for name, run in UNDONE.items()]
+        for name, run in runs:
             try:
                 y = run(nir.read(str(d / "graph.nir")), x)
                 np.save(d / f"{name}.npy", np.asarray(y, dtype=np.float32))
