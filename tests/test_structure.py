@@ -17,6 +17,7 @@ from slamp_deploy.errors import ModelError, UsageError
 from slamp_deploy.model.graph import NEURON_KINDS, trace
 from slamp_deploy.model.runner import run
 from slamp_deploy.prune.compact import (
+    compact_graph,
     compact_model,
     row_masks,
     shrink_table,
@@ -283,3 +284,15 @@ def test_methods_without_a_structured_form_and_bad_fractions_are_refused():
         plan_structure(g, "erk", 0.5)
     with pytest.raises(UsageError, match="must be in"):
         plan_structure(g, "lamp", 1.5)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_compact_graph_is_what_tracing_the_compact_model_gives(case):
+    factory, shape = CASES[case]
+    g = trace(_randomised(factory), shape)
+    plan = plan_structure(g, "lamp", 0.5)
+    cg = compact_graph(g, plan)
+    traced = trace(cg.model, shape)
+    assert [(op.name, op.kind, op.in_shape, op.out_shape, op.inputs) for op in cg.ops] == \
+        [(op.name, op.kind, op.in_shape, op.out_shape, op.inputs) for op in traced.ops]
+    assert all(a.module is b.module for a, b in zip(cg.ops, traced.ops, strict=True))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import snntorch as snn
@@ -38,7 +38,8 @@ from slamp_deploy.model.graph import (
 )
 from slamp_deploy.prune.structure import StructurePlan, check_keep
 
-__all__ = ["LayerShrink", "compact_model", "row_masks", "shrink_table", "structured_masks"]
+__all__ = ["LayerShrink", "compact_graph", "compact_model", "row_masks", "shrink_table",
+           "structured_masks"]
 
 #: per-neuron tensors of snnTorch's Leaky / Synaptic that follow the neurons' shape
 _NEURON_TENSORS = ("beta", "alpha", "threshold", "graded_spikes_factor")
@@ -180,15 +181,41 @@ def _shrink_neuron(m: nn.Module, shape: tuple[int, ...], idx: np.ndarray, name: 
         _set(m, attr, _index(t, d, idx))
 
 
-def compact_model(graph: SpikingGraph, plan: StructurePlan) -> nn.Module:
+def compact_graph(graph: SpikingGraph, plan: StructurePlan) -> SpikingGraph:
+    """The compact model (:func:`compact_model`) with its graph: the same ops, reading the
+    copy's modules, with the shrunk shapes (what tracing the copy gives, without running it:
+    the tests compare the two).
+
+    Raises:
+        ModelError: as :func:`compact_model`.
+    """
+    masks = row_masks(graph, plan)
+    model = compact_model(graph, plan, masks=masks)
+    names = {id(m): n for n, m in graph.model.named_modules()}
+    mods = dict(model.named_modules())
+    if not list(graph.model.children()):  # trace wrapped a bare module in a Sequential
+        raise ModelError("structure: the model is a single layer; nothing can be removed")
+    shapes = [(len(_rows(m)), *op.out_shape[1:]) for m, op in zip(masks, graph.ops, strict=True)]
+    ops = []
+    for i, op in enumerate(graph.ops):
+        j = graph.sources(i)[0]
+        ops.append(replace(op, module=None if op.module is None else mods[names[id(op.module)]],
+                           in_shape=tuple(graph.input_shape if j == INPUT else shapes[j]),
+                           out_shape=tuple(shapes[i])))
+    return SpikingGraph(model=model, ops=tuple(ops), input_shape=graph.input_shape)
+
+
+def compact_model(graph: SpikingGraph, plan: StructurePlan, *,
+                  masks: list[np.ndarray] | None = None) -> nn.Module:
     """A deep copy of ``graph.model`` with the removed channels gone (the original is left as it
-    is). Trace the copy again to run it; its neuron states are reset.
+    is). Trace the copy again, or take :func:`compact_graph`, to run it; its neuron states are
+    reset.
 
     Raises:
         ModelError: a reshape that splits channels, a grouped convolution losing channels, a
             per-neuron tensor that does not line up, or a join of different keep sets.
     """
-    masks = row_masks(graph, plan)
+    masks = row_masks(graph, plan) if masks is None else masks
     model = copy.deepcopy(graph.model)
     names = {id(m): n for n, m in graph.model.named_modules()}
     mods = dict(model.named_modules())
