@@ -22,6 +22,7 @@ import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import snntorch as snn
@@ -284,3 +285,35 @@ def plan_from_keep(graph: SpikingGraph, keep: Mapping[str, list[int]], method: s
     check_keep(groups, full)
     return StructurePlan(method=method, groups=groups, keep=full,
                          group_score={g.name: 1.0 for g in groups})
+
+
+def load_compact(path: str | Path) -> nn.Module:
+    """Rebuild a run's compact model from its ``structure.json`` (the factory
+    ``compact_model.py`` in the output folder calls this): the original model from its
+    ``--model`` spec, traced at the recorded input shape, shrunk by the recorded keep sets, with
+    the biases the run dropped dropped again. Load the weights (``pruned.pt``) into it.
+
+    Raises:
+        ModelError: a missing or unreadable file, or a model the keep sets do not fit.
+    """
+    import json
+
+    from slamp_deploy.model.graph import trace
+    from slamp_deploy.model.loader import load_model
+
+    p = Path(path)
+    try:
+        rec = json.loads(p.read_text())
+        spec, shape = rec["model"], tuple(int(x) for x in rec["input_shape"])
+        keep, method, no_bias = rec["keep"], rec["method"], rec.get("no_bias", [])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{p}: cannot read the compact model's record ({type(e).__name__}: "
+                         f"{e}); it is written by a slamp-deploy run with --structure") from e
+    graph = trace(load_model(spec, None).model, shape)
+    plan = plan_from_keep(graph, keep, method)
+    model = compact_model(graph, plan)
+    mods = dict(model.named_modules())
+    for name in no_bias:
+        if name in mods and getattr(mods[name], "bias", None) is not None:
+            mods[name].register_parameter("bias", None)
+    return model

@@ -41,6 +41,7 @@ __all__ = [
     "channel_groups",
     "group_magnitudes",
     "group_scores",
+    "parse_structure",
     "plan_structure",
     "structure_method",
 ]
@@ -211,6 +212,35 @@ def group_scores(magnitude_sq: np.ndarray, lam: float = 1.0) -> np.ndarray:
     out = np.empty_like(sc)
     out[order] = sc
     return out * lam
+
+
+def parse_structure(value: str | None, fit: bool) -> float | None:
+    """``--structure``'s value as the fraction of prunable neurons and channels to remove at
+    least (None: no structure step). ``neurons`` needs ``--fit`` (which finds the fraction);
+    ``neurons:F`` removes F (with ``--fit``: at least F).
+
+    Raises:
+        UsageError: another value, a fraction outside [0, 1), or ``neurons`` without ``--fit``.
+    """
+    if value is None:
+        return None
+    kind, sep, frac = value.partition(":")
+    if kind != "neurons":
+        raise UsageError(f"--structure {value!r}: use 'neurons' (with --fit) or 'neurons:F' "
+                         f"(remove the fraction F of the hidden neurons and channels)")
+    if not sep:
+        if not fit:
+            raise UsageError("--structure neurons: give the fraction to remove "
+                             "(--structure neurons:0.3) or add --fit to find the smallest "
+                             "removal that fits --target")
+        return 0.0
+    try:
+        f = float(frac)
+    except ValueError:
+        f = math.nan
+    if not (0.0 <= f < 1.0):
+        raise UsageError(f"--structure {value!r}: the fraction must be a number in [0, 1)")
+    return f
 
 
 def structure_method(method: str) -> str:
