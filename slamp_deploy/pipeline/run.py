@@ -520,7 +520,7 @@ class PipelineContext:
             slamp_deploy_version=__version__, target=c.target, method=c.method, seed=c.seed,
             timesteps=self.timesteps,
             encoding=c.encoding if not self.parts.train.sequence else "sequence",
-            readout=c.readout, config=asdict(c),
+            readout=c.readout, config=_config_dict(c),
             model=ModelInfo(spec=self.loaded.spec, weights=self.loaded.weights,
                             ops=tuple(g.describe()),
                             nir_assumptions=tuple(
@@ -548,6 +548,15 @@ class PipelineContext:
                                         threads=torch.get_num_threads()),
             fit=d.fit, activity=d.activity, energy=d.energy, export=d.export,
             structure=None if self.structure is None else self.structure.section)
+
+
+def _config_dict(c: PipelineConfig) -> dict[str, Any]:
+    """Every option as given; ``structure`` only when given (runs without it report what they
+    did before the option existed)."""
+    d = asdict(c)
+    if d["structure"] is None:
+        del d["structure"]
+    return d
 
 
 def _r(v: float) -> float:
