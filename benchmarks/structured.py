@@ -163,7 +163,9 @@ def render(data: dict[str, Any]) -> str:
              f"({meta['epochs']} epoch on the first {meta['train_limit']} training samples, the "
              f"same for every method). Fraction = share of the prunable neurons and channels "
              f"removed (the readout keeps its classes). Mean +- sd over seeds "
-             f"{', '.join(map(str, meta['seeds']))}.", ""]
+             f"{', '.join(map(str, meta['seeds']))}; before retraining only SLAMP's lambdas "
+             f"(calibrated on each seed's subset) can depend on the seed, since the evaluation "
+             f"is deterministic (direct encoding or fixed sequences).", ""]
     for task in dict.fromkeys(r["task"] for r in rows):
         rs = [r for r in rows if r["task"] == task]
         lines += [f"**{task}** (dense accuracy {rs[0]['dense_mean']:.4f})", "",
@@ -179,7 +181,7 @@ def render(data: dict[str, Any]) -> str:
                     cells.append("-" if r is None else
                                  f"{r[f'{stage}_mean']:.4f} +- {r[f'{stage}_sd']:.4f}")
                 lines.append(f"| {f:.2f} | {label} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", _kept_line(runs, task), ""]
     for stage, label in (("structured", "before retraining"), ("retrained", "after retraining")):
         w = wins(runs, stage)
         lines.append(f"- SLAMP-group against the baselines {label}, paired by task, fraction "
@@ -188,6 +190,24 @@ def render(data: dict[str, Any]) -> str:
                          f"{b}-L1 {v[0]} / {v[1]} / {v[2]}" for b, v in w.items()))
     lines += ["", END]
     return "\n".join(lines)
+
+
+def _kept_line(runs: list[dict[str, Any]], task: str) -> str:
+    """Neurons/channels each group keeps at the middle fraction, seed 0, per method; SLAMP's
+    group lambdas (why the methods differ)."""
+    rs = [r for r in runs if r["task"] == task and r["seed"] == min(r2["seed"] for r2 in runs)]
+    fs = sorted({r["fraction"] for r in rs})
+    f = fs[len(fs) // 2]
+    parts = []
+    for m in METHODS:
+        r = next((x for x in rs if x["method"] == m and x["fraction"] == f), None)
+        if r is not None:
+            parts.append(f"{m} " + ", ".join(f"{k} {v}" for k, v in r["kept"].items()))
+    slamp = next((x for x in rs if x["method"] == "slamp"), None)
+    lam = "" if slamp is None else "; SLAMP's group lambdas " + ", ".join(
+        f"{k} {v:.2f}" for k, v in slamp["lambdas"].items())
+    return (f"Kept per group at {f:.2f} removed (seed {rs[0]['seed'] if rs else 0}): "
+            + "; ".join(parts) + lam + ".")
 
 
 def write_docs(data: dict[str, Any], docs: Path = DOCS) -> None:

@@ -296,3 +296,30 @@ def test_compact_graph_is_what_tracing_the_compact_model_gives(case):
     assert [(op.name, op.kind, op.in_shape, op.out_shape, op.inputs) for op in cg.ops] == \
         [(op.name, op.kind, op.in_shape, op.out_shape, op.inputs) for op in traced.ops]
     assert all(a.module is b.module for a, b in zip(cg.ops, traced.ops, strict=True))
+
+
+def test_a_saved_keep_set_for_the_readout_is_refused_by_layer_name(tmp_path):
+    import json
+
+    from slamp_deploy.prune.compact import load_compact
+
+    rec = {"model": "slamp_deploy.examples.cifar_resnet:resnet_tiny_digits",
+           "input_shape": [1, 8, 8], "method": "lamp-group",
+           "keep": {"layers.0.conv1": [0, 1, 2], "head.1": [0, 1]}, "no_bias": []}
+    path = tmp_path / "structure.json"
+    path.write_text(json.dumps(rec))
+    with pytest.raises(ModelError, match=r"layer 'head.1' cannot lose outputs: it drives the "
+                                         r"model's outputs \(10 classes\)"):
+        load_compact(path)
+    rec["keep"].pop("head.1")
+    path.write_text(json.dumps(rec))
+    model = load_compact(path)
+    assert model.layers[0].conv1.out_channels == 3 and model.layers[0].bn1.num_features == 3
+
+
+def test_a_model_no_layer_of_which_can_lose_outputs_is_refused_naming_them():
+    from slamp_deploy.fit.structured import check_structure_target
+
+    g = trace(nn.Sequential(nn.Linear(4, 3), _lif(None, output=True)), (4,))
+    with pytest.raises(ModelError, match=r"layer '0' drives the model's outputs"):
+        check_structure_target(g)

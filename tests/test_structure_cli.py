@@ -74,6 +74,15 @@ def test_structure_fraction_writes_a_compact_model_that_loads_and_matches(tmp_pa
     assert main(["check", "--target", "loihi2", "--model", f"{out}/compact_model.py:build",
                  "--weights", str(out / "pruned.pt")]) == 0
     assert main(["check", "--target", "loihi2", "--model", str(out / "model.nir")]) == 0
+    # a keep set for the readout, written into the record by hand, is refused by layer name
+    rec = json.loads((out / "structure.json").read_text())
+    rec["keep"]["head.1"] = [0, 1, 2]
+    (out / "structure.json").write_text(json.dumps(rec))
+    capsys.readouterr()
+    assert main(["check", "--target", "loihi2", "--model", f"{out}/compact_model.py:build",
+                 "--weights", str(out / "pruned.pt")]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert len(err) == 1 and "layer 'head.1' cannot lose outputs" in err[0], err
 
 
 _XYLO_NET = textwrap.dedent("""

@@ -89,6 +89,10 @@ def _print_summary(console: Any, report: RunReport, out_dir: str) -> None:
         a.add_column(title, justify="right")
     a.add_row(*(f"{acc[k]:.4f}" if k in acc else "-" for k, _ in stages))
     console.print(a)
+    if report.structure is not None:
+        from slamp_deploy.report.markdown import structure_summary
+
+        console.print(structure_summary(report.structure), soft_wrap=True)
     for summary in report.section_summaries():
         if summary:
             console.print(summary, soft_wrap=True)

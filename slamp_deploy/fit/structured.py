@@ -25,7 +25,8 @@ from slamp_deploy.prune.compact import compact_graph
 from slamp_deploy.prune.masks import alive_masks
 from slamp_deploy.prune.structure import StructurePlan, channel_groups, plan_structure
 
-__all__ = ["Relieved", "StructureFit", "fit_structure", "relieved_rules"]
+__all__ = ["Relieved", "StructureFit", "check_structure_target", "fit_structure",
+           "relieved_rules"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,7 +145,13 @@ def relieved_rules(blockers: Sequence[Violation], report: FitReport) -> tuple[Re
 
 
 def check_structure_target(graph: SpikingGraph) -> None:
-    """Refuse a graph with nothing to remove before any search (named)."""
-    if not any(g.fixed is None for g in channel_groups(graph)):
-        raise ModelError("--structure neurons: no layer can lose neurons or channels (each one "
-                         "drives the model's outputs or a fixed join)")
+    """Refuse, naming the layers and why, a model none of whose layers can lose outputs.
+
+    Raises:
+        ModelError: every group is fixed (the readout, a join with the input, ...).
+    """
+    groups = channel_groups(graph)
+    if not any(g.fixed is None for g in groups):
+        why = "; ".join(f"layer {n!r} {g.fixed}" for g in groups for n in g.layers)
+        raise ModelError(f"--structure: no layer can lose neurons or channels ({why}); drop "
+                         f"--structure")

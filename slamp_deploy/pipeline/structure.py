@@ -17,7 +17,7 @@ from slamp_deploy.chips.verdict import Violation
 from slamp_deploy.config import PipelineConfig
 from slamp_deploy.errors import SlampWarning
 from slamp_deploy.fit.search import apply_fit_remedies
-from slamp_deploy.fit.structured import fit_structure
+from slamp_deploy.fit.structured import check_structure_target, fit_structure
 from slamp_deploy.model.graph import SpikingGraph
 from slamp_deploy.prune.compact import compact_graph, count_neurons, shrink_table
 from slamp_deploy.prune.masks import alive_masks
@@ -60,10 +60,12 @@ def structure_stage(cfg: PipelineConfig, graph: SpikingGraph, lambdas: dict[str,
 
     Raises:
         InfeasibleTargetError: with ``--fit``, one neuron per layer still does not fit.
+        ModelError: no layer can lose outputs (each named, with why).
         UsageError: a bad ``--structure`` value or method.
     """
     at_least = parse_structure(cfg.structure, cfg.fit)
     assert at_least is not None
+    check_structure_target(graph)
     found = None
     if cfg.fit and profile is not None:
         fixed = apply_fit_remedies(graph, alive_masks(graph), profile)

@@ -360,6 +360,15 @@ def structure_markdown(st: Any) -> list[str]:
     return lines
 
 
+def structure_summary(st: Any) -> str:
+    """The terminal line of the structure step."""
+    how = "the --fit search" if st.searched else "--structure"
+    return (f"structure ({st.method}, {how}): {st.channels_removed:,} of "
+            f"{st.channels_prunable:,} prunable neurons/channels removed; spiking neurons "
+            f"{st.neurons_before:,} -> {st.neurons_after:,}, weights {st.weights_before:,} -> "
+            f"{st.weights_after:,}")
+
+
 def relieved_markdown(relieved: Sequence[Any]) -> str:
     """The fit section's lines naming the limits the structure step relieved."""
     if not relieved:
