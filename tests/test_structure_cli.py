@@ -124,3 +124,42 @@ def test_fit_structure_on_xylo_relieves_the_hidden_neuron_count(tmp_path, capsys
     assert main(["check", "--target", "xylo-audio2", "--model",
                  f"{out}/compact_model.py:build", "--weights", str(out / "pruned.pt"),
                  "--data", str(tmp_path / "d.npz")]) == 0
+
+
+_SPECK_NET = textwrap.dedent("""
+    import snntorch as snn, torch
+    from torch import nn
+
+    def lif(**kw):
+        return snn.Leaky(beta=1.0, threshold=1.0, init_hidden=True,
+                         reset_mechanism="subtract", **kw)
+
+    def build():  # conv2's kernel memory: 64 * 2**(4 + 7) = 131,072 words > 65,536
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(2, 64, 3, padding=1), lif(),
+                             nn.Conv2d(64, 128, 3, stride=2, padding=1), lif(),
+                             nn.AvgPool2d(4), nn.Flatten(), nn.Linear(2048, 10),
+                             lif(output=True))
+    """)
+
+
+@pytest.mark.slow
+def test_speck_memory_fit_says_to_add_structure_and_then_fits(tmp_path, capsys):
+    (tmp_path / "net.py").write_text(_SPECK_NET)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=(rng.random((120, 2, 32, 32)) < 0.2).astype("float32"),
+             y=rng.integers(0, 10, 120))
+    common = ["--target", "speck", "--fit", "--model", f"{tmp_path}/net.py:build", "--data",
+              str(tmp_path / "d.npz"), "--timesteps", "2", *FAST]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 3
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert len(err) == 1 and "pruning cannot relieve this rule" in err[0], err
+    assert err[0].endswith("removing whole neurons and channels relieves it: add --structure "
+                           "neurons"), err
+    out = tmp_path / "b"
+    assert main([*common, "--structure", "neurons", "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["fit"]["fits"] is True
+    relieved = {r["rule"]: r for r in rep["fit"]["structure_relieved"]}
+    assert relieved["speck.kernel_memory"]["before"] == 131072
+    assert relieved["speck.kernel_memory"]["after"] <= 65536

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.chips.verdict import FitReport, RuleResult, Violation
-from slamp_deploy.errors import InfeasibleTargetError, ModelError
+from slamp_deploy.errors import InfeasibleTargetError, ModelError, SlampError
 from slamp_deploy.fit.search import blocking_violations
 from slamp_deploy.model.graph import SpikingGraph
 from slamp_deploy.prune.compact import compact_graph
@@ -26,7 +26,7 @@ from slamp_deploy.prune.masks import alive_masks
 from slamp_deploy.prune.structure import StructurePlan, channel_groups, plan_structure
 
 __all__ = ["Relieved", "StructureFit", "check_structure_target", "fit_structure",
-           "relieved_rules"]
+           "relieved_rules", "structure_would_fit"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +125,21 @@ def _refuse(v: Violation, plan: StructurePlan, groups: Sequence, graph: SpikingG
     raise InfeasibleTargetError(
         f"{v.message} even with one neuron or channel per layer ({kept:,} of {total:,} kept in "
         f"{len(free)} layer group(s){'; fixed: ' + what if what else ''}); {v.remedy}")
+
+
+def structure_would_fit(graph: SpikingGraph, method: str, lambdas: Mapping[str, float],
+                        profile: HardwareProfile, chips: int | None = None,
+                        cores: int | None = None) -> bool:
+    """Whether one neuron or channel per prunable group would let the synapse search fit (what
+    a ``--fit`` without ``--structure`` tells the user when it has no answer)."""
+    groups = channel_groups(graph)
+    if not any(g.fixed is None for g in groups):
+        return False
+    try:
+        plan = plan_structure(graph, "lamp", 1.0, groups=groups)  # counts: any method's
+        return not _blockers(compact_graph(graph, plan), method, lambdas, profile, chips, cores)
+    except SlampError:
+        return False
 
 
 def relieved_rules(blockers: Sequence[Violation], report: FitReport) -> tuple[Relieved, ...]:

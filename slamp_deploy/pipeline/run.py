@@ -29,7 +29,13 @@ from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
 from slamp_deploy.data import Dataset, Split, check_labels, encode, load_digits, load_npz, split
-from slamp_deploy.errors import DataError, ModelError, SlampWarning, UsageError
+from slamp_deploy.errors import (
+    DataError,
+    InfeasibleTargetError,
+    ModelError,
+    SlampWarning,
+    UsageError,
+)
 from slamp_deploy.fit.search import (
     caps_blocked,
     check_masks,
@@ -37,7 +43,7 @@ from slamp_deploy.fit.search import (
     fit_keep,
     place_neurons,
 )
-from slamp_deploy.fit.structured import relieved_rules
+from slamp_deploy.fit.structured import relieved_rules, structure_would_fit
 from slamp_deploy.measure.activity import dense_weights, measure
 from slamp_deploy.model.forward_check import check_against_forward
 from slamp_deploy.model.graph import SpikingGraph, trace
@@ -403,8 +409,15 @@ class PipelineContext:
         c = self.cfg
         assert self.profile is not None
         with self.timer.stage("fit_search"):
-            keep, _, _ = fit_keep(self.graph, c.method, self.lambdas, alive, self.profile,
-                                  c.chips, c.cores)
+            try:
+                keep, _, _ = fit_keep(self.graph, c.method, self.lambdas, alive, self.profile,
+                                      c.chips, c.cores)
+            except InfeasibleTargetError as e:
+                if c.structure is None and structure_would_fit(
+                        self.graph, c.method, self.lambdas, self.profile, c.chips, c.cores):
+                    raise InfeasibleTargetError(f"{e}; removing whole neurons and channels "
+                                                f"relieves it: add --structure neurons") from e
+                raise
         needed = 1.0 - keep / self.graph.n_weights
         if c.sparsity is not None and c.sparsity < needed - 1e-12:
             raise UsageError(f"--fit with --sparsity {c.sparsity}: the model needs at least "
