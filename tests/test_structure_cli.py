@@ -13,6 +13,7 @@ import torch
 
 from slamp_deploy.cli import main
 from slamp_deploy.model.loader import load_model, load_weights
+from slamp_deploy.report.model import RunReport, report_json
 
 RESNET = "slamp_deploy.examples.cifar_resnet:resnet_tiny_digits"
 FAST = ["--epochs", "0", "--no-lava", "--verify-samples", "8", "--calib-samples", "64"]
@@ -118,6 +119,9 @@ def test_fit_structure_on_xylo_relieves_the_hidden_neuron_count(tmp_path, capsys
     assert relieved == [{"rule": "xylo.hidden_neurons_max", "layer": None, "before": 1200,
                          "after": hidden, "limit": 1000}]
     assert "relieved by the structure step" in rep["fit"]["markdown"]
+    # report.json reads back into the typed report and writes the same text again
+    text = (out / "report.json").read_text()
+    assert report_json(RunReport.from_dict(json.loads(text))) == text
     # --fit dropped the biases (Xylo has none); the factory drops them again
     assert all(not k.endswith("bias") for k in torch.load(out / "pruned.pt"))
     capsys.readouterr()
