@@ -114,7 +114,7 @@ def test_model_over_speck_kernel_memory_fits_after_the_structure_step(tmp_path):
 
 
 @pytest.mark.slow
-def test_resnet19_fits_loihi2_core_count_after_the_structure_step():
+def test_resnet19_fits_loihi2_core_count_after_the_structure_step(tmp_path):
     """Full-width ResNet-19 (CIFAR-10) needs 178 of Loihi 2's 120 cores dense."""
     torch.manual_seed(0)
     g = trace(cifar_resnet.resnet19_cifar10().eval(), (3, 32, 32))
@@ -125,6 +125,8 @@ def test_resnet19_fits_loihi2_core_count_after_the_structure_step():
     assert sf is not None
     rep = check_masks(sf.graph, alive_masks(sf.graph), profile, None, None)
     assert rep.fits and rep.cores_used <= 120
+    _back, rep = _check_export(sf.graph, (3, 32, 32), profile, tmp_path)  # the compact NIR
+    assert rep.cores_used <= 120
     # smallest: one channel fewer removed does not fit
     groups_total = round(sf.plan.removed / sf.fraction)
     less = plan_structure(g, "lamp", (sf.plan.removed - 1) / groups_total, lambdas={})
@@ -132,7 +134,8 @@ def test_resnet19_fits_loihi2_core_count_after_the_structure_step():
                            profile, None, None).fits
 
 
-def test_quarter_width_resnet19_on_a_24_core_loihi2_budget_fits_after_the_structure_step():
+def test_quarter_width_resnet19_on_a_24_core_loihi2_budget_fits_after_the_structure_step(
+        tmp_path):
     """ResNet-19 at a quarter of its width against 24 Loihi 2 cores (the fast twin of the slow
     full-width test): the structure step fits the neuron counts, and the synapse search then
     runs on the compact model."""
@@ -148,6 +151,9 @@ def test_quarter_width_resnet19_on_a_24_core_loihi2_budget_fits_after_the_struct
     scores = score_arrays("slamp", {la.name: la.weight for la in cg.layers}, alive_masks(cg), {})
     _keep, _plan, rep = find_fit_keep(scores, geometries(cg, alive_masks(cg)), profile, None, 24)
     assert rep.fits and rep.cores_used <= 24
+    # the compact NIR export, read back, fits the same 24 cores
+    _back, rep = _check_export(cg, (3, 32, 32), profile, tmp_path, cores=24)
+    assert rep.cores_used <= 24
 
 
 def test_a_count_limit_one_neuron_per_layer_cannot_meet_is_refused_with_the_numbers():
