@@ -6,7 +6,8 @@ SLAMP-group against LAMP-group and uniform L1-norm channel pruning.
 
 Each task (``benchmarks/tasks.py``: digits, digits-resnet, temporal) is loaded, split and
 calibrated per seed as the pipeline does (``slamp_deploy.pipeline.run.prepare``, the calibration
-subset follows the seed; SLAMP's lambdas are the default ``l2`` estimator). For every method and
+subset follows the seed; SLAMP's lambdas come from the run's own code, at the default
+estimator, ``l2`` when these results were made). For every method and
 fraction the plan of :func:`slamp_deploy.prune.structure.plan_structure` removes that fraction
 of the prunable neurons and channels (the readout keeps its classes; joined residual branches
 lose the same channels), :func:`slamp_deploy.prune.compact.compact_graph` builds the compact
@@ -39,8 +40,8 @@ import torch
 
 from slamp_deploy.config import PipelineConfig
 from slamp_deploy.model.graph import SpikingGraph
+from slamp_deploy.pipeline.run import PipelineContext, _no_progress, _Timer
 from slamp_deploy.pipeline.run import prepare as prepare_run
-from slamp_deploy.prune.calibrate import calibrate
 from slamp_deploy.prune.compact import compact_graph, count_neurons
 from slamp_deploy.prune.masks import alive_masks
 from slamp_deploy.prune.retrain import evaluate, retrain
@@ -82,13 +83,15 @@ def run_task(task: Task, seeds: Sequence[int], methods: Sequence[str],
         cfg = _config(task, seed)
         cfg.validate()
         torch.manual_seed(seed)
-        _loaded, graph, parts, T = prepare_run(cfg)
+        loaded, graph, parts, T = prepare_run(cfg)
         train = parts.train if train_limit is None else parts.train.subset(
             torch.arange(min(train_limit, len(parts.train))).numpy())
         dense = _acc(graph, task, parts.eval, T, seed)
-        stats = calibrate(graph, parts.calib, timesteps=T, encoding=task.encoding,
-                          readout=task.readout, seed=seed)
-        lambdas = stats.lambdas("l2")
+        # SLAMP's lambdas exactly as a run computes them (the default estimator)
+        ctx = PipelineContext(cfg=cfg, loaded=loaded, graph=graph, parts=parts, timesteps=T,
+                              timer=_Timer(), progress=_no_progress)
+        ctx.stats = ctx._calibrate()
+        lambdas = ctx._lambdas()
         for method in methods:
             for f in fractions:
                 t0 = time.perf_counter()
@@ -158,7 +161,8 @@ def render(data: dict[str, Any]) -> str:
              f"{meta['wall_s']:.0f} s on {meta['environment']['cpu_count']} shared cores "
              f"(torch {meta['environment']['torch']}, {meta['environment']['torch_threads']} "
              f"thread(s)). Per task and seed: the pipeline's load, split and calibration "
-             f"(SLAMP lambda `l2`); per method and fraction: the plan, the compact model, its "
+             f"(SLAMP lambda `{meta.get('lambda_variant', 'l2')}`); per method and fraction: "
+             f"the plan, the compact model, its "
              f"accuracy on the fixed evaluation set before and after retraining "
              f"({meta['epochs']} epoch on the first {meta['train_limit']} training samples, the "
              f"same for every method). Fraction = share of the prunable neurons and channels "
@@ -270,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              a.train_limit)
             print(f"{name}: {len(runs)} runs, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     meta = {"seeds": seeds, "epochs": a.epochs, "train_limit": a.train_limit,
+            "lambda_variant": PipelineConfig().lambda_variant,
             "calib_samples": CALIB_SAMPLES, "wall_s": round(time.perf_counter() - t0, 1),
             "environment": _environment()}
     data = {"meta": meta, "runs": runs, "summary": summarise(runs)}
