@@ -294,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "environment": _environment()}
     data = {"meta": meta, "runs": runs, "summary": summarise(runs)}
     write_results(a.out, data)
+    data = json.loads((a.out / "structured.json").read_text())  # render what --render reads
     if not a.no_docs:
         write_docs(data, a.docs)
     return data
