@@ -51,10 +51,10 @@ def speck_cnn() -> nn.Module:
                          nn.Flatten(), nn.Linear(128 * 4 * 4, 10), _if(output=True))
 
 
-def _fit_compact(graph, target, **kw):
+def _fit_compact(graph, target, method="slamp", **kw):
     """The structure step, then the synapse search on the compact model, masks applied."""
     profile = load_profile(target)
-    sf = fit_structure(graph, "slamp", {}, profile, **kw)
+    sf = fit_structure(graph, method, {}, profile, **kw)
     assert sf is not None
     g = sf.graph
     alive = alive_masks(g)
@@ -100,12 +100,13 @@ def test_model_over_xylo_hidden_neuron_limit_fits_after_the_structure_step(targe
         ("xylo.hidden_neurons_max", 1200, sum(hidden), limit)]
 
 
-def test_model_over_speck_kernel_memory_fits_after_the_structure_step(tmp_path):
+@pytest.mark.parametrize("method", ["slamp", "lamp", "uniform"])
+def test_model_over_speck_kernel_memory_fits_after_the_structure_step(method, tmp_path):
     g = trace(speck_cnn(), (2, 32, 32))
     profile = load_profile("speck")
     with pytest.raises(InfeasibleTargetError, match="kernel memory"):
         fit_keep(g, "slamp", {}, alive_masks(g), profile, None, None)
-    sf, cg, _masks, _ = _fit_compact(g, "speck")
+    sf, cg, _masks, _ = _fit_compact(g, "speck", method=method)
     assert sf.plan.removed > 0
     _back, rep = _check_export(cg, (2, 32, 32), profile, tmp_path)
     relieved = {r.rule: r for r in relieved_rules(sf.blockers, rep)}
@@ -163,6 +164,16 @@ def test_a_count_limit_one_neuron_per_layer_cannot_meet_is_refused_with_the_numb
                              r"\(\d+ of \d+ kept in \d+ layer group\(s\); fixed: head.1 drives "
                              r"the model's outputs \(10\)\)"):
         fit_structure(g, "slamp", {}, load_profile("loihi2"), cores=3)
+
+
+def test_a_floor_on_the_removal_is_kept_and_still_the_smallest_that_fits():
+    g = trace(xylo_mlp(), (16,))
+    profile = load_profile("xylo-audio2")
+    free = fit_structure(g, "lamp", {}, profile)
+    floor = fit_structure(g, "lamp", {}, profile, at_least=0.5)
+    assert free is not None and floor is not None
+    assert free.plan.removed == 200 and floor.plan.removed == 600  # the floor fits already
+    assert floor.attempts == 2  # one neuron per layer, then the floor
 
 
 def test_no_structure_needed_returns_none():
