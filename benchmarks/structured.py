@@ -277,7 +277,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         data = json.loads(Path(a.render).read_text())
         write_docs(data, a.docs)
         return data
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the machine is shared
+    try:
+        return _run(a)
+    finally:
+        torch.set_num_threads(threads)  # a caller in the same process (the tests) keeps its own
+
+
+def _run(a: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
     seeds = [int(s) for s in a.seeds.split(",")]
