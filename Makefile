@@ -15,7 +15,7 @@ LAVA_STAMP := $(LAVA_VENV)/.installed
 INTEROP_VENV  := .venv-interop
 INTEROP_STAMP := $(INTEROP_VENV)/.installed
 
-.PHONY: all install demo test test-fast lava-env interop-env lint golden bench-quality bench-quality-full bench-speed bench-scale clean
+.PHONY: all install demo test test-fast lava-env interop-env lint golden bench-quality bench-quality-full bench-structured bench-speed bench-scale clean
 
 all: install
 
@@ -61,6 +61,10 @@ bench-quality: install
 
 bench-quality-full: install
 	$(PY) -m benchmarks.quality --mode full
+
+# structured pruning (neurons and channels): SLAMP-group, LAMP-group, uniform L1; 3 seeds
+bench-structured: install
+	$(PY) -m benchmarks.structured
 
 bench-speed: install
 	$(PY) -m benchmarks.speed

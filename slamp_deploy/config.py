@@ -22,6 +22,7 @@ from slamp_deploy.errors import UnknownTargetError, UsageError
 from slamp_deploy.model.runner import READOUTS
 from slamp_deploy.prune.calibrate import TIMESTEP_WEIGHTS
 from slamp_deploy.prune.methods import available_methods
+from slamp_deploy.prune.structure import parse_structure, structure_method
 from slamp_deploy.prune.temporal import LAMBDA_VARIANTS
 from slamp_deploy.verify import VERIFY_SAMPLES
 
@@ -78,6 +79,10 @@ class PipelineConfig:
     sparsity: float | None = option(  # None: DEFAULT_SPARSITY (or the fit search with fit=True)
         None, f"target fraction of pruned weights in [0, 1) (default {DEFAULT_SPARSITY})")
     fit: bool = option(False, "find the smallest sparsity at which the model fits --target")
+    structure: str | None = option(  # None: no structure step (prune/structure.py)
+        None, "remove whole neurons and channels first: neurons:F removes the fraction F of "
+        "the hidden ones (readout classes stay); with --fit, neurons finds the smallest "
+        "removal that fits --target (methods slamp, lamp, uniform)")
     chips: int | None = option(None, "with --fit/check: chips available")
     cores: int | None = option(None, "with --fit/check: cores available")
     epochs: int = option(3, "retraining epochs (0 = none)")
@@ -154,6 +159,7 @@ class PipelineConfig:
             raise UsageError(f"--lr {self.lr}: must be positive")
         _check_ranges(self)
         _check_nir_dt(self.nir_dt)
+        _check_structure(self)
 
 
 #: the seeds numpy's and torch's generators all take
@@ -176,6 +182,12 @@ def _check_ranges(cfg: PipelineConfig) -> None:
         if n is not None and n < 1:
             raise UsageError(f"{name} {n}: must be at least 1 (or leave it out to use the "
                              f"target's own count)")
+
+
+def _check_structure(cfg: PipelineConfig) -> None:
+    """``--structure``: its value, and a method with a structured form."""
+    if parse_structure(cfg.structure, cfg.fit) is not None:
+        structure_method(cfg.method)
 
 
 def _check_nir_dt(dt: float | None) -> None:

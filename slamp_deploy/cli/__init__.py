@@ -82,13 +82,17 @@ def _print_summary(console: Any, report: RunReport, out_dir: str) -> None:
               f"{sp.achieved:.3f}", "", "")
     console.print(t)
     a = Table(title="accuracy on the evaluation data")
-    a.add_column("dense", justify="right")
-    a.add_column("pruned", justify="right")
-    a.add_column("current matched", justify="right")
-    a.add_column("retrained", justify="right")
-    a.add_row(*(f"{acc[k]:.4f}" if k in acc else "-"
-                for k in ("dense", "pruned", "current_matched", "retrained")))
+    stages = (("dense", "dense"), ("structured", "compact"), ("pruned", "pruned"),
+              ("current_matched", "current matched"), ("retrained", "retrained"))
+    stages = tuple(s for s in stages if s[0] != "structured" or "structured" in acc)
+    for _, title in stages:
+        a.add_column(title, justify="right")
+    a.add_row(*(f"{acc[k]:.4f}" if k in acc else "-" for k, _ in stages))
     console.print(a)
+    if report.structure is not None:
+        from slamp_deploy.report.markdown import structure_summary
+
+        console.print(structure_summary(report.structure), soft_wrap=True)
     for summary in report.section_summaries():
         if summary:
             console.print(summary, soft_wrap=True)
@@ -97,7 +101,8 @@ def _print_summary(console: Any, report: RunReport, out_dir: str) -> None:
                   + " · ".join(f"{k} {v:.1f} s" for k, v in tim.items() if k != "total"),
                   soft_wrap=True)
     console.print(f"outputs: {out_dir}/ report.json, report.md, pruned.pt, model.nir, "
-                  f"model.onnx", soft_wrap=True)
+                  f"model.onnx" + (", structure.json, compact_model.py" if report.structure
+                                   else ""), soft_wrap=True)
 
 
 def _run(argv: Sequence[str]) -> int:

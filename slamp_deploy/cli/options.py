@@ -20,7 +20,7 @@ MODEL_DATA = ("model", "weights", "nir_dt", "data", "eval_data", "eval_fraction"
               "timesteps", "encoding", "readout", "device", "dist_timeout", "seed", "split_seed")
 #: the groups of the run's own options after "model and data", in --help order
 RUN_GROUPS = (
-    ("pruning", ("method", "sparsity", "fit", "chips", "cores", "schedule", "rounds",
+    ("pruning", ("method", "sparsity", "fit", "structure", "chips", "cores", "schedule", "rounds",
                  "lambda_variant", "timestep_weights", "current_matching")),
     ("retraining", ("epochs", "lr", "batch_size")),
     ("export", ("verify_samples", "lava", "lava_timeout")),

@@ -15,7 +15,7 @@ import torch
 
 from slamp_deploy.chips.family import family_of, profile_caps
 from slamp_deploy.chips.profile import HardwareProfile
-from slamp_deploy.chips.verdict import FitReport
+from slamp_deploy.chips.verdict import FitReport, Violation
 from slamp_deploy.errors import InfeasibleTargetError, ModelError, SlampWarning, UsageError
 from slamp_deploy.fit.check import check_fit
 from slamp_deploy.fit.from_graph import geometries
@@ -127,12 +127,7 @@ def find_fit_keep(
     """
 
     def attempt(k: int | None) -> tuple[PruningPlan, FitReport]:
-        alloc = allocate_capped(scores, layers, caps, k, extra_caps=extra_caps)
-        masked = with_masks(layers, alloc.masks)
-        # checked in the order the run exports (place_neurons): a permutation is free
-        report = check_fit(permute_layers(masked, hidden_orders(masked, profile)), profile,
-                           chips=chips, cores=cores)
-        return alloc, report
+        return _attempt(scores, layers, caps, k, profile, chips, cores, extra_caps)
 
     caps = profile_caps(layers, profile)
     top_alloc, top_report = attempt(None)
@@ -160,6 +155,44 @@ def find_fit_keep(
         else:
             hi = mid
     return best
+
+
+def _attempt(scores: Mapping[str, np.ndarray], layers: Sequence[LayerGeometry],
+             caps: Mapping[str, LayerCaps], k: int | None, profile: HardwareProfile,
+             chips: int | None, cores: int | None,
+             extra_caps: Mapping[str, LayerCaps] | None = None) -> tuple[PruningPlan, FitReport]:
+    """The capped allocation keeping ``k`` weights (None: all) and its fit check."""
+    alloc = allocate_capped(scores, layers, caps, k, extra_caps=extra_caps)
+    masked = with_masks(layers, alloc.masks)
+    # checked in the order the run exports (place_neurons): a permutation is free
+    report = check_fit(permute_layers(masked, hidden_orders(masked, profile)), profile,
+                       chips=chips, cores=cores)
+    return alloc, report
+
+
+def blocking_violations(graph: SpikingGraph, alive: Mapping[str, torch.Tensor], method: str,
+                        lambdas: Mapping[str, float], profile: HardwareProfile,
+                        chips: int | None, cores: int | None) -> list[Violation]:
+    """What stops :func:`find_fit_keep` on this graph, without its bisection: the rules pruning
+    cannot relieve on the dense check, else the violations at the lowest keep count it tries
+    (empty: some keep count fits). The structure search (``slamp_deploy.fit.structured``)
+    calls it on every compact model it tries."""
+    layers = geometries(graph, alive)
+    # a rule pruning cannot relieve fails on any mask: the dense check finds it, no scores needed
+    dense = check_fit(permute_layers(layers, hidden_orders(layers, profile)), profile,
+                      chips=chips, cores=cores)
+    hard = [v for v in dense.violations if not v.relievable]
+    if hard or dense.fits:
+        return hard
+    weights = {la.name: la.weight for la in graph.layers}
+    scores = score_arrays(method, weights, alive, lambdas)
+    caps = profile_caps(layers, profile)
+    top_alloc, top = _attempt(scores, layers, caps, None, profile, chips, cores)
+    hard = [v for v in top.violations if not v.relievable]
+    if hard or top.fits:
+        return hard
+    lo = min(top_alloc.n_kept - 1, max(1, math.ceil(MIN_KEEP_FRACTION * top_alloc.n_alive)))
+    return list(_attempt(scores, layers, caps, lo, profile, chips, cores)[1].violations)
 
 
 def check_masks(graph: SpikingGraph, masks: Mapping[str, torch.Tensor], profile: HardwareProfile,

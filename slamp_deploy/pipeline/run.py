@@ -29,7 +29,13 @@ from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.chips.toml import load_profile
 from slamp_deploy.config import DEFAULT_SPARSITY, PipelineConfig
 from slamp_deploy.data import Dataset, Split, check_labels, encode, load_digits, load_npz, split
-from slamp_deploy.errors import DataError, ModelError, SlampWarning, UsageError
+from slamp_deploy.errors import (
+    DataError,
+    InfeasibleTargetError,
+    ModelError,
+    SlampWarning,
+    UsageError,
+)
 from slamp_deploy.fit.search import (
     caps_blocked,
     check_masks,
@@ -37,6 +43,7 @@ from slamp_deploy.fit.search import (
     fit_keep,
     place_neurons,
 )
+from slamp_deploy.fit.structured import relieved_rules, structure_would_fit
 from slamp_deploy.measure.activity import dense_weights, measure
 from slamp_deploy.model.forward_check import check_against_forward
 from slamp_deploy.model.graph import SpikingGraph, trace
@@ -44,6 +51,7 @@ from slamp_deploy.model.loader import BUILTIN, LoadedModel, load_model
 from slamp_deploy.model.runner import check_readout
 from slamp_deploy.pipeline.inputs import check_paths
 from slamp_deploy.pipeline.outputs import check_out_dir, out_lock, write_outputs
+from slamp_deploy.pipeline.structure import StructureOutcome, structure_stage
 from slamp_deploy.prune.allocate import allocate
 from slamp_deploy.prune.calibrate import TemporalStats, calibrate
 from slamp_deploy.prune.masks import Masks, alive_masks, apply_masks, masks_from_plan
@@ -247,8 +255,8 @@ def _run(cfg: PipelineConfig, world: distributed.World,
     out = Path(cfg.out).resolve()
     if world.is_main:  # only rank 0 writes
         ctx.extra_files.update(render_files(report))  # from the final report
-        out = write_outputs(out, report, graph, ctx.extra_files)
-    return PipelineResult(report=report, out_dir=out, graph=graph, masks=ctx.masks)
+        out = write_outputs(out, report, ctx.graph, ctx.extra_files)
+    return PipelineResult(report=report, out_dir=out, graph=ctx.graph, masks=ctx.masks)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -286,6 +294,8 @@ class PipelineContext:
     loss_history: list[float] = field(default_factory=list)
     extra_files: dict[str, bytes] = field(default_factory=dict)  # more outputs, by file name
     dense_weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    full_graph: SpikingGraph | None = None  # --structure: the full-size model
+    structure: StructureOutcome | None = None
 
     @property
     def sparsity(self) -> float:
@@ -311,10 +321,13 @@ class PipelineContext:
                              timestep_weights=c.timestep_weights, seed=c.seed, progress=adv)
 
     def prune_and_recover(self) -> None:
-        """Dense accuracy, then each round: calibrate, allocate, prune, match, retrain."""
+        """Dense accuracy, the structure step (--structure), then each round: calibrate,
+        allocate, prune, match, retrain."""
+        self._eval("dense")
+        if self.cfg.structure is not None:
+            self._structure()
         c, g = self.cfg, self.graph
         self.dense_weights = {la.name: la.weight.detach().clone() for la in g.layers}
-        self._eval("dense")
         rounds = c.rounds if c.schedule == "iterative" else 1
         for r in range(1, rounds + 1):
             self.stats = self._calibrate()
@@ -366,6 +379,19 @@ class PipelineContext:
             self.accuracy.setdefault("retrained", self.accuracy.get(
                 "current_matched", self.accuracy["pruned"]))
 
+    def _structure(self) -> None:
+        """--structure: remove whole neurons and channels, then go on with the compact model
+        (the full-size one is kept for the dense activity measurement)."""
+        self.stats = self._calibrate()
+        with self.timer.stage("structure"):
+            self.lambdas = self._lambdas()
+            out = structure_stage(self.cfg, self.graph, self.lambdas, self.profile,
+                                  self.loaded.spec)
+        check_traced(out.graph, self.parts.calib, self.timesteps, self.cfg)
+        self.full_graph, self.graph, self.structure = self.graph, out.graph, out
+        self.extra_files.update(out.files)
+        self._eval("structured")
+
     def _lambdas(self) -> dict[str, float]:
         c = self.cfg
         if not get_method(c.method).uses_lambdas:
@@ -383,8 +409,15 @@ class PipelineContext:
         c = self.cfg
         assert self.profile is not None
         with self.timer.stage("fit_search"):
-            keep, _, _ = fit_keep(self.graph, c.method, self.lambdas, alive, self.profile,
-                                  c.chips, c.cores)
+            try:
+                keep, _, _ = fit_keep(self.graph, c.method, self.lambdas, alive, self.profile,
+                                      c.chips, c.cores)
+            except InfeasibleTargetError as e:
+                if c.structure is None and structure_would_fit(
+                        self.graph, c.method, self.lambdas, self.profile, c.chips, c.cores):
+                    raise InfeasibleTargetError(f"{e}; removing whole neurons and channels "
+                                                f"relieves it: add --structure neurons") from e
+                raise
         needed = 1.0 - keep / self.graph.n_weights
         if c.sparsity is not None and c.sparsity < needed - 1e-12:
             raise UsageError(f"--fit with --sparsity {c.sparsity}: the model needs at least "
@@ -440,7 +473,8 @@ class PipelineContext:
             warnings.warn(f"fit check skipped: {e}", SlampWarning, stacklevel=3)
             return None
         search = None if self.fit_sparsity is None else _r(self.fit_sparsity)
-        return FitSection(report=rep, fit_search_sparsity=search)
+        relieved = () if self.structure is None else relieved_rules(self.structure.blockers, rep)
+        return FitSection(report=rep, fit_search_sparsity=search, structure_relieved=relieved)
 
     def _measure_activity(self) -> ActivitySection:
         """Activity on the evaluation data, with the pruned weights and with the dense ones put
@@ -451,7 +485,9 @@ class PipelineContext:
         with self.progress("activity (pruned, dense)", 2 * n_batches) as adv:
             pruned = measure(g, ev, label="pruned", progress=adv, **kw)
             dense = pruned
-            if self.dense_weights:
+            if self.full_graph is not None:  # the full-size model, before the structure step
+                dense = measure(self.full_graph, ev, label="dense", progress=adv, **kw)
+            elif self.dense_weights:
                 before = {la.name: la.weight.detach().clone() for la in g.layers}
                 with dense_weights(g, self.dense_weights):
                     dense = measure(g, ev, label="dense", progress=adv, **kw)
@@ -497,7 +533,7 @@ class PipelineContext:
             slamp_deploy_version=__version__, target=c.target, method=c.method, seed=c.seed,
             timesteps=self.timesteps,
             encoding=c.encoding if not self.parts.train.sequence else "sequence",
-            readout=c.readout, config=asdict(c),
+            readout=c.readout, config=_config_dict(c),
             model=ModelInfo(spec=self.loaded.spec, weights=self.loaded.weights,
                             ops=tuple(g.describe()),
                             nir_assumptions=tuple(
@@ -523,7 +559,17 @@ class PipelineContext:
             environment=EnvironmentInfo(python=platform.python_version(),
                                         torch=torch.__version__, device=c.device,
                                         threads=torch.get_num_threads()),
-            fit=d.fit, activity=d.activity, energy=d.energy, export=d.export)
+            fit=d.fit, activity=d.activity, energy=d.energy, export=d.export,
+            structure=None if self.structure is None else self.structure.section)
+
+
+def _config_dict(c: PipelineConfig) -> dict[str, Any]:
+    """Every option as given; ``structure`` only when given (runs without it report what they
+    did before the option existed)."""
+    d = asdict(c)
+    if d["structure"] is None:
+        del d["structure"]
+    return d
 
 
 def _r(v: float) -> float:

@@ -33,7 +33,8 @@ DEFINITIONS = ("NeuroBench 2.3 definitions: per sample (one inference of all tim
 #: (target name, dense estimate, pruned estimate), the run's target first
 TargetEstimates = tuple[str, EnergyEstimate, EnergyEstimate]
 #: accuracy key -> its row label in report.md, in stage order
-ACCURACY_LABELS = (("dense", "dense"), ("pruned", "right after pruning"),
+ACCURACY_LABELS = (("dense", "dense"), ("structured", "after the structure step (compact)"),
+                   ("pruned", "right after pruning"),
                    ("current_matched", "after current matching"),
                    ("retrained", "after retraining"))
 
@@ -58,6 +59,8 @@ def render_markdown(report: RunReport) -> str:
         lines.append(f"| {row.name} | {row.kind} | {row.weights_total:,} | "
                      f"{row.weights_kept:,} | {row.sparsity:.4f} | "
                      f"{row.layer_score:.4f} | {row.binding} | {rate} |")
+    if report.structure is not None:
+        lines += structure_markdown(report.structure)
     if report.warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in report.warnings]
     lines += ["", "## Time per stage (s)", "", "| stage | seconds |", "|---|---|"]
@@ -332,3 +335,46 @@ def fit_markdown(rep: FitReport) -> str:
                      + "; ".join(rep.not_checked_lines()))
         lines.append(f"- {NOT_CHECKED_HELP}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Structure (--structure)
+
+
+def structure_markdown(st: Any) -> list[str]:
+    """The structure section of report.md: neurons/channels before and after, per layer."""
+    how = (f"chosen by the --fit search ({st.attempts} compact models checked)" if st.searched
+           else "as given by --structure")
+    lines = ["", "## Structure: neurons and channels removed", "",
+             f"{st.method}: {st.channels_removed:,} of {st.channels_prunable:,} prunable "
+             f"neurons/channels removed ({st.fraction_removed:.4f}, {how}); spiking neurons "
+             f"{st.neurons_before:,} -> {st.neurons_after:,}, weights {st.weights_before:,} -> "
+             f"{st.weights_after:,}. The compact model is `pruned.pt` (load it with "
+             f"`--model compact_model.py:build --weights pruned.pt`) and `model.nir`.", "",
+             "| layer | kind | outputs before | outputs after | inputs before | inputs after | "
+             "group |", "|---|---|---|---|---|---|---|"]
+    for r in st.layers:
+        group = r.group if r.fixed is None else f"{r.group} (fixed: {r.fixed})"
+        lines.append(f"| {r.name} | {r.kind} | {r.outputs_before:,} | {r.outputs_after:,} | "
+                     f"{r.inputs_before:,} | {r.inputs_after:,} | {_md(group)} |")
+    return lines
+
+
+def structure_summary(st: Any) -> str:
+    """The terminal line of the structure step."""
+    how = "the --fit search" if st.searched else "--structure"
+    return (f"structure ({st.method}, {how}): {st.channels_removed:,} of "
+            f"{st.channels_prunable:,} prunable neurons/channels removed; spiking neurons "
+            f"{st.neurons_before:,} -> {st.neurons_after:,}, weights {st.weights_before:,} -> "
+            f"{st.weights_after:,}")
+
+
+def relieved_markdown(relieved: Sequence[Any]) -> str:
+    """The fit section's lines naming the limits the structure step relieved."""
+    if not relieved:
+        return ""
+    parts = [f"{r.rule} on {r.layer or 'network'}: {r.before:,} -> "
+             f"{'-' if r.after is None else format(r.after, ',')} (limit {r.limit:,})"
+             for r in relieved]
+    return "\n- relieved by the structure step (whole neurons/channels removed): " + \
+        "; ".join(parts)

@@ -22,6 +22,7 @@ from slamp_deploy.chips.profile import HardwareProfile
 from slamp_deploy.chips.toml import available_targets, load_profile
 from slamp_deploy.chips.verdict import FitReport, LayerFit, RuleResult, Violation
 from slamp_deploy.errors import SlampError
+from slamp_deploy.fit.structured import Relieved
 from slamp_deploy.measure.activity import ActivityReport, LayerActivity, NeuronActivity
 from slamp_deploy.measure.energy import (
     CONNECTION,
@@ -36,11 +37,33 @@ from slamp_deploy.measure.latency import BusiestCore, LatencyEstimate
 from slamp_deploy.report import markdown as md
 from slamp_deploy.verify import ExportSection
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "ActivityData", "ActivitySection", "CalibrationInfo",
-           "CurrentMatching", "DataInfo", "DataPart", "DistributedInfo", "EnergySection",
-           "EnvironmentInfo", "FitSection", "LayerRow", "ModelInfo", "ReportError", "RoundRecord",
-           "RunReport", "SparsityInfo", "TargetEnergy", "activity_section", "energy_section",
-           "report_json", "target_profiles"]
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "ActivityData",
+    "ActivitySection",
+    "CalibrationInfo",
+    "CurrentMatching",
+    "DataInfo",
+    "DataPart",
+    "DistributedInfo",
+    "EnergySection",
+    "EnvironmentInfo",
+    "FitSection",
+    "LayerRow",
+    "ModelInfo",
+    "ReportError",
+    "RoundRecord",
+    "RunReport",
+    "SparsityInfo",
+    "StructureRow",
+    "StructureSection",
+    "TargetEnergy",
+    "activity_section",
+    "energy_section",
+    "report_json",
+    "target_profiles",
+]
 
 SCHEMA = "slamp-deploy/report"
 SCHEMA_VERSION = 1
@@ -228,6 +251,53 @@ class EnvironmentInfo(_Record):
 
 
 # --------------------------------------------------------------------------------------------
+# Structure (--structure)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StructureRow(_Record):
+    """One synaptic layer's output neurons/channels and input columns/channels, before and
+    after the structure step, and its group (the layers whose outputs go together)."""
+
+    name: str
+    kind: str
+    group: str
+    fixed: str | None  # why its outputs all stay (the readout, a fixed join), or None
+    outputs_before: int
+    outputs_after: int
+    inputs_before: int
+    inputs_after: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StructureSection:
+    """What the structure step removed (``--structure``)."""
+
+    method: str  # slamp-group | lamp-group | uniform-l1
+    fraction_removed: float  # of the channels of the prunable groups
+    channels_removed: int
+    channels_prunable: int  # channels of the groups that may lose some
+    neurons_before: int  # spiking neurons of the full-size model (per sample)
+    neurons_after: int
+    weights_before: int
+    weights_after: int
+    searched: bool  # chosen by the --fit search (else the fraction given)
+    attempts: int  # compact models the --fit search checked (0 without --fit)
+    layers: tuple[StructureRow, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+             if f.name != "layers"}
+        d["layers"] = [r.to_dict() for r in self.layers]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StructureSection:
+        kw = {k: v for k, v in d.items() if k != "layers"}
+        return cls(**kw, layers=tuple(StructureRow.from_dict(r) for r in d["layers"]))
+
+
+# --------------------------------------------------------------------------------------------
 # Fit
 
 
@@ -237,6 +307,8 @@ class FitSection:
 
     report: FitReport
     fit_search_sparsity: float | None = None
+    #: the rules that stopped the full-size model, relieved by the structure step (--structure)
+    structure_relieved: tuple[Relieved, ...] = ()
 
     @property
     def summary(self) -> str:
@@ -244,19 +316,23 @@ class FitSection:
 
     @property
     def markdown(self) -> str:
-        return md.fit_markdown(self.report)
+        return md.fit_markdown(self.report) + md.relieved_markdown(self.structure_relieved)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"fits": self.report.fits, "summary": self.summary, "report": self.report.to_dict(),
              "markdown": self.markdown}
         if self.fit_search_sparsity is not None:
             d["fit_search_sparsity"] = self.fit_search_sparsity
+        if self.structure_relieved:
+            d["structure_relieved"] = [r.to_dict() for r in self.structure_relieved]
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FitSection:
         return cls(report=_fit_report(d["report"]),
-                   fit_search_sparsity=d.get("fit_search_sparsity"))
+                   fit_search_sparsity=d.get("fit_search_sparsity"),
+                   structure_relieved=tuple(Relieved(**r)
+                                            for r in d.get("structure_relieved", ())))
 
 
 def _rule(d: Mapping[str, Any]) -> RuleResult:
@@ -580,6 +656,7 @@ class RunReport:
     activity: ActivitySection | None = None
     energy: EnergySection | None = None
     export: ExportSection | None = None
+    structure: StructureSection | None = None  # --structure only (left out of report.json)
 
     def _sections(self) -> Iterator[Any]:
         for key in SECTIONS:
@@ -599,7 +676,7 @@ class RunReport:
         d: dict[str, Any] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name in SECTIONS:
+            if f.name in SECTIONS or f.name == "structure":
                 if v is not None:
                     d[f.name] = v.to_dict()
             else:
@@ -635,7 +712,8 @@ class RunReport:
             environment=EnvironmentInfo.from_dict(d["environment"]),
             fit=FitSection.from_dict(d["fit"]) if "fit" in d else None,
             activity=activity, energy=energy,
-            export=ExportSection.from_dict(d["export"]) if "export" in d else None)
+            export=ExportSection.from_dict(d["export"]) if "export" in d else None,
+            structure=StructureSection.from_dict(d["structure"]) if "structure" in d else None)
 
 
 def report_json(report: RunReport) -> str:
