@@ -10,7 +10,9 @@ pass, the process's peak memory, the fit-check time of the pruned model on each 
 on the same pruned model and calibration set. Results go to ``benchmarks/results/scale*.json``;
 ``--render JSON`` prints the markdown that ``--write-docs`` puts between the markers of
 ``docs/benchmarks.md``; ``--fit-only JSON`` re-measures only that file's fit-check column (the
-traced models, every weight kept) and keeps its other numbers.
+traced models, every weight kept) and keeps its other numbers (the run's own pruned-model column
+beside it). ``--no-compare-matching --matching-from JSON`` skips the slow layer-by-layer
+matching and carries an earlier run's comparison over, marked as such.
 Speed goals live here, not in timed tests.
 """
 
@@ -73,8 +75,9 @@ def write_cifar10(root: Path, n: int, seed: int = 0) -> Path:
 def _fit_times(graph: Any, targets: Sequence[str], timeout: float) -> dict[str, Any]:
     """Seconds of ``check_masks`` on each target, each in a child process cut at ``timeout``.
 
-    ``graph``: a traced graph (its alive masks are checked) or a ``MODELS`` name (the child
-    builds and traces that model with random weights, every weight kept)."""
+    ``graph``: a ``MODELS`` name (the child builds and traces that model with random weights,
+    every weight kept) or (name, masks): that model's traced graph with these masks (a graph
+    of snnTorch neurons does not pickle into a spawned child; its masks do)."""
     out: dict[str, Any] = {}
     # spawn, not fork: a forked child of a process whose torch threads have started can hang
     # (the first quick results were taken with fork: every fit child was cut, see the docs)
@@ -101,10 +104,13 @@ def _fit_child(graph: Any, target: str, q: Any) -> None:
     from slamp_deploy.fit.search import check_masks
     from slamp_deploy.prune.masks import alive_masks
 
-    if isinstance(graph, str):  # --fit-only: build the model here (a graph need not pickle)
-        graph = _dense_graph(graph)
+    masks = None
+    if isinstance(graph, tuple):  # the pipeline's pruned masks on the same architecture
+        graph, masks = graph
+    graph = _dense_graph(graph)
     t0 = time.perf_counter()
-    rep = check_masks(graph, alive_masks(graph), load_profile(target), None, None)
+    rep = check_masks(graph, alive_masks(graph) if masks is None else masks,
+                      load_profile(target), None, None)
     q.put({"seconds": round(time.perf_counter() - t0, 3), "fits": bool(rep.fits)})
 
 
@@ -126,7 +132,12 @@ def fit_only(path: Path, models: Sequence[str], targets: Sequence[str], timeout:
     load0 = _loadavg()
     t0 = time.perf_counter()
     for row in result["rows"]:
-        if row["model"] in models and "error" not in row:
+        if "error" in row:
+            continue
+        if "fit_run" not in result:  # the pipeline run's own (pruned) column: keep it apart
+            row["fit_check_pruned_s"] = row["fit_check_s"]
+            row["fit_check_s"] = {}  # a model not re-measured shows "-"
+        if row["model"] in models:
             row["fit_check_s"] = _fit_times(row["model"], targets, timeout)
             print(row["model"], json.dumps(row["fit_check_s"]), file=sys.stderr, flush=True)
     result["fit_run"] = {"masks": "dense (every weight of the traced model kept)",
@@ -137,6 +148,19 @@ def fit_only(path: Path, models: Sequence[str], targets: Sequence[str], timeout:
     result["fit_timeout_s"] = timeout
     path.write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def _carry_matching(result: dict[str, Any], earlier: dict[str, Any]) -> None:
+    """Copy an earlier run's one-sweep / layer-by-layer matching times into ``result`` (the
+    layer-by-layer definition is the slow part of a run), saying so in ``matching_from``."""
+    old = {r["model"]: r for r in earlier["rows"]}
+    for row in result["rows"]:
+        prev = old.get(row["model"], {})
+        if "matching_sweep_s" in prev and "matching_sweep_s" not in row:
+            row["matching_sweep_s"] = prev["matching_sweep_s"]
+            row["matching_per_layer_s"] = prev["matching_per_layer_s"]
+            row["matching_from_earlier_run"] = True
+    result["matching_from"] = "an earlier run of the same mode (current matching unchanged since)"
 
 
 def _loadavg() -> list[float]:
@@ -198,7 +222,8 @@ def bench_model(name: str, mode: str, device: str, targets: Sequence[str],
 
             _, _, parts, _ = prepare(cfg)
             row.update(_compare_matching(res.graph, parts.calib, s["timesteps"]))
-        row["fit_check_s"] = _fit_times(res.graph, targets, fit_timeout)
+        row["fit_check_s"] = _fit_times((name, {k: v.cpu() for k, v in res.masks.items()}),
+                                        targets, fit_timeout)
     row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if device == "cuda":
         row["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -220,7 +245,7 @@ def render_markdown(result: dict[str, Any]) -> str:
              f" on {result['machine']}: random weights, a generated CIFAR-10-format folder of "
              f"{s['images']} random images (not CIFAR-10), T = {s['timesteps']}, direct "
              f"encoding, `--epochs 0`, no Lava, {s['calib']} calibration samples, "
-             f"{s['verify']} verification samples.", "",
+             f"{s['verify']} verification samples{_run_load(result)}.", "",
              "| model | device | weights | calibrate (s) | current matching (s, x calib) | "
              "export check (s, x calib) | whole run (s, x calib) | peak memory (MiB) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -243,8 +268,12 @@ def render_markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {r['model']} | " + " | ".join(
                 f"{r['timings_s'][k]:.1f} ({r['relative_to_calibration'][k]:.1f}x)"
                 if k in r["timings_s"] else "-" for k in _STAGES) + " |")
+    lines += _export_parts(result)
+    carried = (" These times are carried over from " + result["matching_from"] + "."
+               if result.get("matching_from") else "")
     lines += ["", "Current matching, the same pruned model and calibration set: one sweep "
-              "against the layer-by-layer definition (identical results, tests/test_recover.py):",
+              "against the layer-by-layer definition (identical results, tests/test_recover.py):"
+              + carried,
               "", "| model | one sweep (s) | layer by layer (s) | speed-up |", "|---|---|---|---|"]
     for r in result["rows"]:
         if "matching_sweep_s" in r:
@@ -264,11 +293,46 @@ def render_markdown(result: dict[str, Any]) -> str:
         if "error" not in r:
             lines.append(f"| {r['model']} | " + " | ".join(
                 _fit_cell(r["fit_check_s"].get(t, {})) for t in targets) + " |")
+    pruned = [r for r in result["rows"] if "fit_check_pruned_s" in r]
+    if pruned:
+        lines += ["", "Fit check of the pipeline's pruned model, in the same run as the stages "
+                  "above (`check_masks` in a spawned child per target), seconds:", "",
+                  "| model | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
+        lines += [f"| {r['model']} | " + " | ".join(
+            _fit_cell(r["fit_check_pruned_s"].get(t, {})) for t in targets) + " |"
+            for r in pruned]
     return "\n".join(lines)
 
 
+def _export_parts(result: dict[str, Any]) -> list[str]:
+    """The export check's parts (from its ``timings_s``), when the run recorded them."""
+    rows = [r for r in result["rows"] if "error" not in r
+            and any(k in r["timings_s"] for k in _EXPORT_PARTS)]
+    if not rows:
+        return []
+    lines = ["", "The export check's parts, seconds (and x one calibration pass): the float32 "
+             "torch run, NIR (write, read back, simulate in float32 and float64), ONNX (write, "
+             "run in onnxruntime) and the one shared float64 reference that classifies every "
+             "export's spikes:", "", "| model | " + " | ".join(_EXPORT_PARTS) + " |",
+             "|---|" + "---|" * len(_EXPORT_PARTS)]
+    for r in rows:
+        t, rel = r["timings_s"], r["relative_to_calibration"]
+        lines.append(f"| {r['model']} | " + " | ".join(
+            f"{t[k]:.1f} ({rel[k]:.1f}x)" if k in t else "-" for k in _EXPORT_PARTS) + " |")
+    return lines
+
+
+_EXPORT_PARTS = ("export_torch_states", "export_nir", "export_onnx", "export_reference")
 _STAGES = ("load", "evaluate", "calibrate", "score_allocate", "current_matching",
            "fit_check", "activity_energy", "export", "total")
+
+
+def _run_load(result: dict[str, Any]) -> str:
+    if "load_average_before" not in result:
+        return ""
+    return (f"; load average {_load(result['load_average_before'])} before, "
+            f"{_load(result['load_average_after'])} after ({result['wall_s']:.0f} s in all, "
+            f"a machine shared with other jobs)")
 
 
 def _load(v: Sequence[float]) -> str:
@@ -298,6 +362,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--fit-timeout", type=float, default=120.0)
     ap.add_argument("--no-compare-matching", action="store_true")
+    ap.add_argument("--matching-from", type=Path, metavar="JSON",
+                    help="with --no-compare-matching: carry that result's matching comparison "
+                         "over (marked as from that run)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--render", type=Path, metavar="JSON")
     ap.add_argument("--write-docs", action="store_true", help="put the tables in the docs")
@@ -318,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     mode = "quick" if a.quick else "full"
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
+    load0, t_run = _loadavg(), time.perf_counter()
     ctx = mp.get_context("spawn")
     for name in [m for m in a.models.split(",") if m]:
         for dev in devices:
@@ -330,10 +398,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
             print(json.dumps(row)[:400], file=sys.stderr, flush=True)
             rows.append(row)
     result = {"mode": mode, "settings": MODES[mode], "targets": targets,
+              "load_average_before": load0, "load_average_after": _loadavg(),
+              "wall_s": round(time.perf_counter() - t_run, 1),
               "fit_timeout_s": a.fit_timeout, "torch_threads": torch.get_num_threads(),
               "machine": f"{platform.machine()}, {mp.cpu_count()} CPUs visible, torch "
                          f"{torch.__version__}", "rows": rows}
     out = a.out or Path(__file__).parent / "results" / f"scale{'_quick' if a.quick else ''}.json"
+    if a.matching_from is not None:
+        _carry_matching(result, json.loads(a.matching_from.read_text()))
     out.write_text(json.dumps(result, indent=1) + "\n")
     if a.write_docs:
         write_docs(render_markdown(result))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,11 +125,13 @@ class LayerStats:
     # starts[j]..starts[j+1] (the last ends at ``stop``, default n_out), so the groups of a
     # mapping can be taken a chunk at a time
     incidence: Callable[..., np.ndarray]
-    # (starts, stop) -> [(group indices, counts)]: the same groups' nonzero counts per input,
-    # each block's rows any inputs (a conv group narrower than a channel reads a window of its
-    # inputs only); what a per-group sum over inputs needs, at a fraction of the incidence's
-    # cells. None: use ``incidence``.
-    column_blocks: Callable[..., list[tuple[np.ndarray, np.ndarray]]] | None = None
+    # (starts, stop) -> [(group indices, counts, weights)]: the same groups' nonzero counts per
+    # input, each block's rows any inputs (a conv group narrower than a channel reads a window
+    # of its inputs only), each row standing for ``weights`` inputs with that count (None: one;
+    # input channels with the same kept taps count alike); what a per-group sum over inputs
+    # needs, at a fraction of the incidence's cells. None: use ``incidence``.
+    column_blocks: Callable[..., Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] \
+        | None = None
 
     @property
     def synapses(self) -> int:
@@ -221,8 +223,20 @@ def layer_stats(layer: LayerGeometry) -> LayerStats:
                 out[units, core] = one[units]
             return out
 
+        kept_before = np.concatenate([[0], np.cumsum(one)])
+
+        def one_each(starts: np.ndarray, stop: int | None = None
+                     ) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+            # each kept unit of a group reads its own input through one synapse
+            bounds = np.append(np.asarray(starts, dtype=np.int64),
+                               one.size if stop is None else stop)
+            kept = kept_before[bounds[1:]] - kept_before[bounds[:-1]]
+            return [(np.arange(len(starts)), np.ones((1, len(starts)), dtype=np.int64),
+                     kept[None, :])]
+
         return LayerStats(n_out=one.size, n_in=one.size, kept_weights=int(one.sum()),
-                          fan_in=one, fan_out=one.copy(), incidence=one_to_one)
+                          fan_in=one, fan_out=one.copy(), incidence=one_to_one,
+                          column_blocks=one_each)
     if layer.kind == "linear":
         m = mask.astype(np.int64)
         fan_in = m.sum(axis=1)
@@ -289,15 +303,26 @@ def _conv_stats(layer: LayerGeometry) -> LayerStats:
         return _conv_incidence(m, valid, in_flat, reach, (cin, cout, g, n_pos, n_ipos),
                                np.asarray(starts, dtype=np.int64), stop)
 
+    patterns: list[_Patterns] = []  # made on the first narrow groups, kept for every k
+
     def column_blocks(starts: np.ndarray, stop: int | None = None
-                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         starts = np.asarray(starts, dtype=np.int64)
         end = cout * n_pos if stop is None else stop
         bounds = np.append(starts, end)
-        if not len(starts) or int(np.diff(bounds).max()) >= n_pos:  # whole channels: dense
-            return [(np.arange(len(starts)), incidence(starts, stop))]
-        return _windowed_blocks(m, valid, in_flat, (cin, cout, g, n_pos, n_ipos), bounds,
-                                incidence)
+        k = len(starts)
+        if k and g == 1 and int(np.diff(bounds).min()) >= n_pos:  # whole channels, by pattern
+            yield from _whole_blocks(m, reach, valid, in_flat, n_pos, bounds)
+            return
+        if not k or int(np.diff(bounds).max()) >= n_pos:  # whole channels: dense, in chunks
+            chunk = max(1, _DENSE_CELLS // max(cin * n_ipos, 1))
+            for a in range(0, k, chunk):
+                yield (np.arange(a, min(a + chunk, k)),
+                       incidence(starts[a:a + chunk], int(bounds[min(a + chunk, k)])), None)
+            return
+        if not patterns:
+            patterns.append(_Patterns(m, cout_g))
+        yield from _windowed_blocks(patterns[0], valid, in_flat, n_pos, bounds)
 
     return LayerStats(
         n_out=cout * n_pos,
@@ -311,54 +336,229 @@ def _conv_stats(layer: LayerGeometry) -> LayerStats:
 
 
 _WINDOW_CELLS = 1 << 23  # windowed counts are built this many (group, input) cells at a time
+_DENSE_CELLS = 1 << 23  # whole-channel groups' incidence comes this many cells at a time
 
 
-def _windowed_blocks(m: np.ndarray, valid: np.ndarray, in_flat: np.ndarray,
-                     dims: tuple[int, int, int, int, int], bounds: np.ndarray,
-                     incidence: Callable[..., np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Counts of core groups narrower than a channel. A group inside one channel c reads, from
-    each input channel, only the input positions its positions' taps reach: a window
-    [lo, hi) of flat input positions, counted as ``m[c] @ reach-within-window``. A group across
-    a channel boundary (its two pieces read the same inputs) is counted by ``incidence``."""
-    cin, _, g, n_pos, _ = dims
-    cin_g = cin // g
-    a, b = bounds[:-1], bounds[1:]
-    c = a // n_pos
-    inside = (b > a) & ((b - 1) // n_pos == c)
-    blocks = [(np.array([j]), incidence(bounds[j:j + 1], int(bounds[j + 1])))
-              for j in np.nonzero(~inside)[0]]
-    js = np.nonzero(inside)[0]
-    if not len(js):
-        return blocks
+def _whole_blocks(m: np.ndarray, reach: np.ndarray, valid: np.ndarray, in_flat: np.ndarray,
+                 n_pos: int, bounds: np.ndarray
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Counts of core groups of a channel or more (one conv group), one group at a time, by
+    pattern: a group holds whole channels [c0, c1) and at most two partial ones, and input
+    channel i's counts are ``(sum of m[c0:c1, i], m[first partial, i], m[last partial, i]) @
+    (reach, the partials' reach)``; input channels with the same row count alike."""
     n_taps = m.shape[2]
+    cum = np.concatenate([np.zeros((1, *m.shape[1:]), dtype=np.int64), np.cumsum(m, axis=0)])
+    reach_f = reach.astype(np.float64)
+    pj, pc, pa, pb = _pieces(bounds, n_pos)
+    full = (pa == 0) & (pb == n_pos)
+    per = np.bincount(pj, minlength=len(bounds) - 1)
+    first = np.cumsum(per) - per
+    for j in range(len(bounds) - 1):
+        q = np.arange(first[j], first[j] + per[j])
+        whole, part = pc[q[full[q]]], q[~full[q]]
+        rows = [cum[whole[-1] + 1] - cum[whole[0]] if len(whole) else
+                np.zeros(m.shape[1:], dtype=np.int64)]
+        reaches = [reach_f]
+        for i in part:  # the partial channels' kept taps, against the positions they hold
+            rows.append(m[pc[i]])
+            r = np.zeros((n_taps, reach.shape[1]))
+            for t in range(n_taps):
+                o = np.arange(pa[i], pb[i])
+                o = o[valid[t, o]]
+                r[t, in_flat[t, o]] = 1.0
+            reaches.append(r)
+        u, mult = _unique_rows(np.concatenate(rows, axis=1))
+        counts = np.rint(u @ np.concatenate(reaches)).astype(np.int64)  # (patterns, inputs)
+        yield (np.array([j]), counts.reshape(-1, 1),
+               np.broadcast_to(mult[:, None], counts.shape).reshape(-1, 1))
+
+
+class _Patterns:
+    """The distinct kept-tap patterns of a conv's (output channel, input channel) pairs, with
+    how many input channels share each: every input channel of one pattern has the same count
+    at every input position, so a group's sums over its inputs are sums over patterns weighted
+    by these multiplicities (a dense mask has one pattern per channel). Joint patterns of two
+    neighbouring output channels (a core group across their boundary) are made on demand."""
+
+    def __init__(self, m: np.ndarray, cout_g: int) -> None:
+        self.m, self.cout_g = m, cout_g
+        rows = [_unique_rows(m[c]) for c in range(m.shape[0])]
+        width = max(1, max(len(r) for r, _ in rows))
+        self.pat = np.zeros((m.shape[0], width, m.shape[2]))
+        self.mult = np.zeros((m.shape[0], width), dtype=np.int64)
+        for c, (r, w) in enumerate(rows):
+            self.pat[c, :len(r)], self.mult[c, :len(r)] = r, w
+        self.ipat = self.pat.astype(np.int64)
+        self._joint: tuple[np.ndarray, np.ndarray] | None = None
+
+    def joint(self) -> tuple[np.ndarray, np.ndarray]:
+        """Patterns over (channel c's taps, channel c + 1's taps) for every boundary c, padded
+        with zero rows, (cout - 1, patterns, 2 * taps), and their multiplicities."""
+        if self._joint is None:
+            m, taps = self.m, self.m.shape[2]
+            rows = []
+            for c in range(m.shape[0] - 1):
+                if c // self.cout_g == (c + 1) // self.cout_g:  # one conv group: same inputs
+                    rows.append(_unique_rows(np.concatenate([m[c], m[c + 1]], axis=1)))
+                    continue
+                a, wa = _unique_rows(m[c])  # different inputs: each beside the other's zeros
+                b, wb = _unique_rows(m[c + 1])
+                both = np.zeros((len(a) + len(b), 2 * taps))
+                both[:len(a), :taps], both[len(a):, taps:] = a, b
+                rows.append((both, np.concatenate([wa, wb])))
+            width = max([1, *(len(r) for r, _ in rows)])
+            pat = np.zeros((len(rows), width, 2 * taps))
+            mult = np.zeros((len(rows), width), dtype=np.int64)
+            for c, (r, w) in enumerate(rows):
+                pat[c, :len(r)], mult[c, :len(r)] = r, w
+            self._joint = pat, mult
+        return self._joint
+
+
+_ROW_HASH = np.random.default_rng(0).integers(1, 2**62, 4096, dtype=np.int64)
+
+
+def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct nonzero rows (small nonnegative integers) and how often each occurs.
+
+    Rows are told apart by a hash first (one 1-d unique, not a sort of rows); every row is then
+    checked against its class's representative, and a collision falls back to the row sort."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if rows.shape[1] <= len(_ROW_HASH):
+        with np.errstate(over="ignore"):  # wrapping int64 arithmetic: a hash, checked below
+            key = rows @ _ROW_HASH[:rows.shape[1]]
+        _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True,
+                                              return_counts=True)
+        u = rows[first]
+        if np.array_equal(u[inverse], rows):
+            keep = u.any(axis=1)
+            return u[keep].astype(np.float64), counts[keep].astype(np.int64)
+    u, counts = np.unique(rows, axis=0, return_counts=True)
+    keep = u.any(axis=1)
+    return u[keep].astype(np.float64), counts[keep].astype(np.int64)
+
+
+def _windowed_blocks(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray, n_pos: int,
+                     bounds: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Counts of core groups narrower than a channel, by kept-tap pattern. A group is split at
+    the channel boundary into pieces (one, or two for a group that crosses it); a piece of
+    channel c reads only the input positions its positions' taps reach: a window [lo, hi) of
+    flat input positions, counted per pattern as ``pattern @ reach-within-window``. A crossing
+    group's two windows are put side by side, and where they overlap (the same inputs, both
+    channels in one conv group) the second piece's taps count into the first window's rows."""
+    n_groups, n_taps = len(bounds) - 1, pats.m.shape[2]
+    pj, pc, pa, pb = _pieces(bounds, n_pos)
+    per = np.bincount(pj, minlength=n_groups)  # pieces per group: 0 (empty), 1 or 2
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+    if (per == 0).any():  # an empty group reads nothing
+        empty = np.nonzero(per == 0)[0]
+        blocks.append((empty, np.zeros((1, len(empty)), dtype=np.int64), None))
+    if not len(pj):
+        return blocks
+    lo, width = _piece_windows(valid, in_flat, pa, pb)
+    first = np.cumsum(per) - per  # each group's first piece
+    one = np.nonzero(per == 1)[0]
+    step = max(1, _WINDOW_CELLS // (max(pats.pat.shape[1], n_taps) * width))
+    for s0 in range(0, len(one), step):
+        jj = one[s0:s0 + step]
+        q = first[jj]
+        counts = _pattern_counts(pats.ipat[pc[q]], valid, in_flat, (pa[q], pb[q], lo[q]),
+                                 width)  # (G, patterns, width)
+        weights = np.broadcast_to(pats.mult[pc[q]][:, :, None], counts.shape)
+        blocks.append((jj, counts.reshape(len(jj), -1).T, weights.reshape(len(jj), -1).T))
+    two = np.nonzero(per == 2)[0]  # at most one per channel boundary
+    if len(two):
+        jp, _ = pats.joint()
+        step = max(1, _WINDOW_CELLS // (max(jp.shape[1], n_taps) * 2 * width))
+        for s0 in range(0, len(two), step):
+            jj = two[s0:s0 + step]
+            q = first[jj]
+            blocks.append(_crossing(pats, valid, in_flat,
+                                    (pc[q], pa[q], pb[q], lo[q], pa[q + 1], pb[q + 1], lo[q + 1]),
+                                    width, jj))
+    return blocks
+
+
+def _crossing(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray,
+              pieces: tuple[np.ndarray, ...], width: int, jj: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The counts of groups ``jj``, each across the boundary of channels c and c + 1, by joint
+    pattern: (taps of c, taps of c + 1) against (its window in c, its window in c + 1)."""
+    c, pa1, pb1, lo1, pa2, pb2, lo2 = pieces
+    n_taps, n = pats.m.shape[2], len(jj)
+    r1 = _piece_reach(valid, in_flat, pa1, pb1, lo1, width)  # (G, taps, width)
+    r2 = _piece_reach(valid, in_flat, pa2, pb2, lo2, width)
+    both = np.zeros((n, 2 * n_taps, 2 * width))
+    both[:, :n_taps, :width] = r1
+    # window row w2 of the second piece is input position lo2 + w2: row w2 + lo2 - lo1 of the
+    # first window, where that row exists (for channels of two conv groups the joint patterns
+    # keep their inputs in separate rows, so where a column sits changes no row's counts)
+    w1 = np.arange(width)[None, :] + (lo2 - lo1)[:, None]
+    gi, w2 = np.nonzero((w1 >= 0) & (w1 < width))
+    both[gi, n_taps:, w1[gi, w2]] = r2[gi, :, w2]  # (gi, w1) pairs are distinct
+    r2[gi, :, w2] = 0.0
+    both[:, n_taps:, width:] = r2
+    jp, jm = pats.joint()
+    counts = np.rint(jp[c] @ both).astype(np.int64)  # (G, joint patterns, 2 * width)
+    weights = np.broadcast_to(jm[c][:, :, None], counts.shape)
+    return jj, counts.reshape(n, -1).T, weights.reshape(n, -1).T
+
+
+def _piece_windows(valid: np.ndarray, in_flat: np.ndarray, pa: np.ndarray, pb: np.ndarray
+                   ) -> tuple[np.ndarray, int]:
+    """First flat input position each piece [pa, pb) of a channel reads, and the widest
+    window [lo, hi) of input positions any piece reads."""
     big = np.iinfo(np.int64).max
     first = np.where(valid, in_flat, big).min(axis=0)  # per output position: lowest input read
     last = np.where(valid, in_flat, -1).max(axis=0)
-    pa, pb = a[js] - c[js] * n_pos, b[js] - c[js] * n_pos  # positions within the channel
+    lo = np.empty(len(pa), dtype=np.int64)
+    hi = np.empty(len(pa), dtype=np.int64)
     span = int((pb - pa).max())
-    offs = np.arange(span)
-    o = pa[:, None] + offs[None, :]
+    step = max(1, _WINDOW_CELLS // max(span, 1))
+    for s0 in range(0, len(pa), step):  # (pieces, span) position tables, a slice at a time
+        a, b = pa[s0:s0 + step], pb[s0:s0 + step]
+        o = a[:, None] + np.arange(span)[None, :]
+        held = o < b[:, None]
+        o = np.where(held, o, a[:, None])
+        lo[s0:s0 + step] = np.where(held, first[o], big).min(axis=1)
+        hi[s0:s0 + step] = np.where(held, last[o], -1).max(axis=1) + 1
+    lo = np.where(hi > 0, lo, 0)  # a piece that reads nothing (all padding)
+    return lo, max(1, int((hi - lo).max()))
+
+
+def _pattern_counts(pat: np.ndarray, valid: np.ndarray, in_flat: np.ndarray,
+                    piece: tuple[np.ndarray, np.ndarray, np.ndarray], width: int) -> np.ndarray:
+    """(pieces, patterns, width): kept synapses per pattern into each row of each piece's
+    window, added tap by tap (``pat`` is (pieces, patterns, taps)). One tap reads each input
+    from at most one output position, so a tap's (piece, row) targets are distinct and a plain
+    fancy-index add counts them."""
+    pa, pb, lo = piece
+    span = int((pb - pa).max())
+    o = pa[:, None] + np.arange(span)[None, :]
     held = o < pb[:, None]
     o = np.where(held, o, pa[:, None])
-    lo = np.where(held, first[o], big).min(axis=1)
-    hi = np.where(held, last[o], -1).max(axis=1) + 1
-    lo = np.where(hi > 0, lo, 0)  # a group that reads nothing (all padding)
-    width = max(1, int((hi - lo).max()))
-    mf = m.astype(np.float64)
-    step = max(1, _WINDOW_CELLS // max(cin_g * width, n_taps * width))
-    for s0 in range(0, len(js), step):
-        sl = slice(s0, s0 + step)
-        oo, hh, ll = o[sl], held[sl], lo[sl]
-        r = np.zeros((len(oo), n_taps, width))
-        rows = np.arange(len(oo))[:, None]
-        for t in range(n_taps):
-            ok = hh & valid[t][oo]
-            rr, cc = np.nonzero(ok)
-            r[rows[rr, 0], t, in_flat[t][oo[rr, cc]] - ll[rr]] = 1.0
-        # (P, cin_g, width): the inputs of the other conv groups hold no synapses of these
-        counts = np.rint(mf[c[js[sl]]] @ r).astype(np.int64)
-        blocks.append((js[sl], counts.reshape(len(oo), -1).T))
-    return blocks
+    out = np.zeros((len(o), pat.shape[1], width), dtype=np.int64)
+    for t in range(valid.shape[0]):
+        rr, cc = np.nonzero(held & valid[t][o])
+        out[rr, :, in_flat[t][o[rr, cc]] - lo[rr]] += pat[rr, :, t]
+    return out
+
+
+def _piece_reach(valid: np.ndarray, in_flat: np.ndarray, pa: np.ndarray, pb: np.ndarray,
+                 lo: np.ndarray, width: int) -> np.ndarray:
+    """(pieces, taps, width): 1 where a tap reads that row of the piece's window from one of
+    the positions [pa, pb) the piece holds (each input position is read by a tap from at most
+    one output position)."""
+    n_taps = valid.shape[0]
+    span = int((pb - pa).max())
+    o = pa[:, None] + np.arange(span)[None, :]
+    held = o < pb[:, None]
+    o = np.where(held, o, pa[:, None])
+    r = np.zeros((len(o), n_taps, width))
+    for t in range(n_taps):
+        rr, cc = np.nonzero(held & valid[t][o])
+        r[rr, t, in_flat[t][o[rr, cc]] - lo[rr]] = 1.0
+    return r
 
 
 _PIECE_CELLS = 1 << 22  # partial-channel pieces are counted this many (piece, tap, input) at once

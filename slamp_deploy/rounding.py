@@ -16,13 +16,19 @@ after compare like with like and a cascade is never counted as an error, nor doe
 a wrong bias or a transposed kernel in any layer shows as unexplained flips in that layer.
 The verdicts: "identical", "identical up to N rounding flips (explained)", or "DIFFER" with the
 first unexplained layer, sample and step.
+
+:func:`classify` gives the same verdicts for several exports of one batch (NIR in float64 and
+float32, ONNX, Lava) at the cost of about one such run: the reference runs once unforced, every
+export's spikes are compared with it as it goes (and a membrane check made where asked), and the
+forced run is repeated only on the samples where an export's spikes differ. Samples are
+independent, so on a sample without a flip the forced run is the unforced one.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -144,6 +150,30 @@ class _Neuron:
     prev: torch.Tensor | None = None  # the previous (forced) spikes
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """One export's spikes to classify: neuron op name -> [T, n, *shape] on the first ``n``
+    samples of the batch, the export's arithmetic, and its membranes (``name.mem``, same
+    layout) when the state check applies."""
+
+    exported: Mapping[str, np.ndarray]
+    precision: str
+    mems: Mapping[str, np.ndarray] | None = None
+
+
+@dataclass(slots=True)
+class _Watch:
+    """One request during the shared unforced run: which of its samples differ anywhere, and
+    each sample's largest membrane error (absolute, and over twice its bound)."""
+
+    req: Request
+    n: int
+    shared_states: bool  # the shared run's bounds are at this request's precision
+    flipped: np.ndarray
+    max_abs: np.ndarray
+    max_ratio: np.ndarray
+
+
 @dataclass(slots=True)
 class _Tally:
     u: float
@@ -155,6 +185,8 @@ class _Tally:
     max_abs: float = 0.0
     max_ratio: float = 0.0
     neurons: dict[int, _Neuron] = field(default_factory=dict)
+    abs_weights: dict[int, torch.Tensor] = field(default_factory=dict)  # |W| per op, all steps
+    watches: list[_Watch] | None = None  # the shared run: compare each request, force none
 
 
 def forced_reference(graph: SpikingGraph, x: np.ndarray, exported: Mapping[str, np.ndarray],
@@ -167,9 +199,20 @@ def forced_reference(graph: SpikingGraph, x: np.ndarray, exported: Mapping[str, 
     within twice its rounding bound of the forced reference's (the reference moved by at most
     one bound at a forced flip, the export is within one of exact).
     """
+    tally = _Tally(u=UNIT_ROUNDOFF[precision], exported=exported, mems=mems)
+    _sweep(graph, x, tally)
+    first = tally.first[3] if tally.first is not None else None
+    verdict = RoundingVerdict(precision=precision, explained=tally.explained,
+                              unexplained=tally.unexplained, first_unexplained=first)
+    states = (StateCheck(max_abs_error=tally.max_abs, max_bound_ratio=tally.max_ratio)
+              if mems is not None else None)
+    return ForcedReference(verdict=verdict, states=states)
+
+
+def _sweep(graph: SpikingGraph, x: np.ndarray, tally: _Tally) -> None:
+    """The reference (a float64 CPU copy of the model) over every step of ``x``."""
     g = copy.deepcopy(graph)
     g.model.double().cpu().eval()
-    tally = _Tally(u=UNIT_ROUNDOFF[precision], exported=exported, mems=mems)
     neuron_idx = {i: k for k, i in enumerate(
         i for i, op in enumerate(g.ops) if op.kind in NEURON_KINDS)}
     xs = torch.from_numpy(np.asarray(x)).double()
@@ -177,11 +220,55 @@ def forced_reference(graph: SpikingGraph, x: np.ndarray, exported: Mapping[str, 
     with torch.no_grad():
         for t in range(xs.shape[0]):
             _forced_step(g, xs[t], t, tally, neuron_idx)
-    first = tally.first[3] if tally.first is not None else None
-    verdict = RoundingVerdict(precision=precision, explained=tally.explained,
-                              unexplained=tally.unexplained, first_unexplained=first)
-    states = (StateCheck(max_abs_error=tally.max_abs, max_bound_ratio=tally.max_ratio)
-              if mems is not None else None)
+
+
+def classify(graph: SpikingGraph, x: np.ndarray, requests: Sequence[Request]
+             ) -> tuple[ForcedReference, ...]:
+    """What :func:`forced_reference` gives for each request on ``x`` [T, N, *input_shape],
+    from one shared unforced run plus forced runs on the samples where a request differs.
+
+    The shared run's bounds are at the precision of the first request that asks for the state
+    check (float32 when none does); a state check at another precision is made by a forced run
+    on all of that request's samples.
+    """
+    if not requests:
+        return ()
+    mem_precisions = [r.precision for r in requests if r.mems is not None]
+    precision = mem_precisions[0] if mem_precisions else "float32"
+    watches = []
+    for r in requests:
+        n = int(np.asarray(next(iter(r.exported.values()))).shape[1]) if r.exported else 0
+        shared = r.mems is None or r.precision == precision
+        watches.append(_Watch(req=r, n=n, shared_states=shared,
+                              flipped=np.full(n, not shared), max_abs=np.zeros(n),
+                              max_ratio=np.zeros(n)))
+    tally = _Tally(u=UNIT_ROUNDOFF[precision], exported={}, mems=None, watches=watches)
+    _sweep(graph, x, tally)
+    return tuple(_finish(graph, x, w) for w in watches)
+
+
+def _finish(graph: SpikingGraph, x: np.ndarray, w: _Watch) -> ForcedReference:
+    """One request's verdict: the forced run on its differing samples, the shared run's
+    membrane check on the others."""
+    r, idx = w.req, np.flatnonzero(w.flipped)
+    keep = ~w.flipped
+    max_abs = float(w.max_abs[keep].max()) if keep.any() else 0.0
+    max_ratio = float(w.max_ratio[keep].max()) if keep.any() else 0.0
+    verdict = RoundingVerdict(precision=r.precision, explained=0, unexplained=0)
+    if idx.size:
+        sub = forced_reference(
+            graph, np.asarray(x)[:, idx], {k: np.asarray(v)[:, idx] for k, v in
+                                           r.exported.items()}, r.precision,
+            mems=None if r.mems is None else {k: np.asarray(v)[:, idx]
+                                              for k, v in r.mems.items()})
+        f = sub.verdict.first_unexplained
+        verdict = replace(sub.verdict, first_unexplained=None if f is None else replace(
+            f, sample=int(idx[f.sample])))  # back to the batch's sample numbers
+        if sub.states is not None:
+            max_abs = max(max_abs, sub.states.max_abs_error)
+            max_ratio = max(max_ratio, sub.states.max_bound_ratio)
+    states = (StateCheck(max_abs_error=max_abs, max_bound_ratio=max_ratio)
+              if r.mems is not None else None)
     return ForcedReference(verdict=verdict, states=states)
 
 
@@ -204,7 +291,9 @@ def _forced_step(g: SpikingGraph, x: torch.Tensor, t: int, tally: _Tally,
         elif op.kind in NEURON_KINDS:
             out = _neuron(op, i, a, t, tally, neuron_idx[i])
         elif op.kind in SYNAPTIC_KINDS:
-            out = _synapse(op.module, a, tally.u)
+            if i not in tally.abs_weights:
+                tally.abs_weights[i] = op.module.weight.abs()  # type: ignore[union-attr]
+            out = _synapse(op.module, a, tally.u, tally.abs_weights[i])
         elif op.kind == "batchnorm":
             out = _batchnorm(op.module, a, tally.u)
         else:  # pooling, flatten, dropout (eval): the module on the companions too
@@ -224,8 +313,9 @@ def _pool_terms(m: nn.Module) -> int:
     return int(k) ** (1 if isinstance(m, nn.AvgPool1d) else 2)
 
 
-def _synapse(m: nn.Module | None, a: _Val, u: float) -> _Val:
-    """Linear / Conv: the product, its |W| |x| magnitude and the propagated plus new error."""
+def _synapse(m: nn.Module | None, a: _Val, u: float, aw: torch.Tensor) -> _Val:
+    """Linear / Conv: the product, its |W| |x| magnitude and the propagated plus new error
+    (``aw`` is |W|, made once per run)."""
     assert m is not None
     w = m.weight  # type: ignore[union-attr]
     bias = getattr(m, "bias", None)
@@ -236,7 +326,6 @@ def _synapse(m: nn.Module | None, a: _Val, u: float) -> _Val:
             return nn.functional.linear(x, weight, b)
         return m._conv_forward(x, weight, b)  # type: ignore[union-attr,operator]
 
-    aw = w.abs()
     mag = apply(a.mag, aw, None if bias is None else bias.abs())
     err = (gamma(terms, u) + PARAM_U) * mag
     if bool(a.err.any()):
@@ -272,13 +361,15 @@ def _neuron(op: Any, i: int, a: _Val, t: int, tally: _Tally, k: int) -> _Val:
     spk = (out[0] if isinstance(out, tuple) else out).to(m.mem.dtype)  # snnTorch's are float32
     thr = m.threshold
     mem_mag, mem_err = _membrane_bound(m, op.kind, a, st, tally.u)
-    exp = torch.from_numpy(np.asarray(tally.exported[op.name][t])).double().reshape(spk.shape)
-    diff = spk != exp
-    if bool(diff.any()):
-        _count(op.name, k, t, (m.mem - thr).abs(), mem_err, diff, tally)
-        above = torch.nextafter(thr.expand_as(m.mem), torch.full_like(m.mem, np.inf))
-        m.mem = torch.where(diff, torch.where(exp > 0, above, thr.expand_as(m.mem)), m.mem)
-        spk = exp
+    if tally.watches is None:  # force the export's spikes onto the reference
+        exp = torch.from_numpy(np.asarray(tally.exported[op.name][t])).double()
+        exp = exp.reshape(spk.shape)
+        diff = spk != exp
+        if bool(diff.any()):
+            _count(op.name, k, t, (m.mem - thr).abs(), mem_err, diff, tally)
+            above = torch.nextafter(thr.expand_as(m.mem), torch.full_like(m.mem, np.inf))
+            m.mem = torch.where(diff, torch.where(exp > 0, above, thr.expand_as(m.mem)), m.mem)
+            spk = exp
     if not delay:  # snnTorch's immediate reset, on the forced spikes
         do_reset = spk - m.reset
         sub = m.reset_mechanism == "subtract"
@@ -291,6 +382,8 @@ def _neuron(op: Any, i: int, a: _Val, t: int, tally: _Tally, k: int) -> _Val:
     st.mag, st.err, st.prev = mem_mag, mem_err, spk
     if tally.mems is not None:
         _check_state(op.name, t, m.mem, mem_err, tally)
+    if tally.watches:
+        _watch_all(op.name, t, spk, m.mem, mem_err, tally.u, tally.watches)
     return _Val(spk, spk.abs(), torch.zeros_like(spk))
 
 
@@ -350,3 +443,27 @@ def _check_state(name: str, t: int, mem: torch.Tensor, bound: torch.Tensor,
     tally.max_abs = max(tally.max_abs, float(d.max()) if d.numel() else 0.0)
     tol = 2.0 * bound + tally.u * mem.abs() + 1e-300
     tally.max_ratio = max(tally.max_ratio, float((d / tol).max()) if d.numel() else 0.0)
+
+
+def _watch_all(name: str, t: int, spk: torch.Tensor, mem: torch.Tensor, bound: torch.Tensor,
+               u: float, watches: Sequence[_Watch]) -> None:
+    """The shared run at one neuron and step: for each request, mark its samples whose spikes
+    differ, and keep each sample's largest membrane error (as :func:`_check_state` does)."""
+    ref = spk.numpy().astype(np.float32)  # 0/1: exact in the exports' float32 too
+    mem_np: np.ndarray | None = None
+    tol: np.ndarray | None = None
+    for w in watches:
+        n = w.n
+        if not n or not ref[0].size:
+            continue
+        exp = np.asarray(w.req.exported[name][t]).reshape(n, -1)
+        w.flipped |= (ref[:n].reshape(n, -1) != exp).any(1)
+        if w.req.mems is None or not w.shared_states:
+            continue
+        if mem_np is None or tol is None:  # once per neuron and step, for every request
+            mem_np = mem.numpy().reshape(mem.shape[0], -1)
+            tol = 2.0 * bound.numpy().reshape(mem_np.shape) + u * np.abs(mem_np) + 1e-300
+        theirs = np.asarray(w.req.mems[f"{name}.mem"][t], dtype=np.float64).reshape(n, -1)
+        d = np.abs(theirs - mem_np[:n])
+        np.maximum(w.max_abs, d.max(1), out=w.max_abs)
+        np.maximum(w.max_ratio, (d / tol[:n]).max(1), out=w.max_ratio)

@@ -13,7 +13,9 @@ in float64 beside a rigorous bound on the rounding of an export's arithmetic, ea
 export flips is explained (the reference membrane was within that bound of the threshold) or
 not, and the reference takes the export's side at each flip so cascades are not counted. The
 verdicts read "identical", "identical up to N rounding flips (explained)" or "DIFFER" with the
-first unexplained layer, sample and step.
+first unexplained layer, sample and step. Each check queues its export's spikes; once every
+export has run, one shared float64 run classifies them all (``rounding.classify``: forced runs
+only on the samples where an export differs), and the checks are completed from its verdicts.
 
 * NIR: the file is read back and simulated (numpy reference simulator, snnTorch's semantics)
   in float64 and in float32; the tests also run it through snnTorch's own ``import_from_nir``.
@@ -30,6 +32,7 @@ first unexplained layer, sample and step.
 from __future__ import annotations
 
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -52,7 +55,7 @@ from slamp_deploy.exporters import (
 )
 from slamp_deploy.model.graph import NEURON_KINDS, Op, SpikingGraph
 from slamp_deploy.model.runner import run
-from slamp_deploy.rounding import RoundingVerdict, forced_reference
+from slamp_deploy.rounding import ForcedReference, Request, RoundingVerdict, classify
 
 VERIFY_SAMPLES = 64
 
@@ -472,6 +475,21 @@ class _Run:
     files: dict[str, bytes] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     nir_path: Path | None = None  # model.nir as written, once the NIR check has run
+    # the exports' spikes queued for the shared rounding classification, and its results
+    requests: list[Request] = field(default_factory=list)
+    results: list[ForcedReference] = field(default_factory=list)
+
+    def request(self, out: Mapping[str, np.ndarray], precision: str, *,
+                mems: bool = False) -> int:
+        """Queue an export's spikes (and membranes) for the classification; its index."""
+        self.requests.append(Request(
+            exported={n: np.asarray(out[n]) for n in self.names}, precision=precision,
+            mems={f"{n}.mem": np.asarray(out[f"{n}.mem"]) for n in self.names} if mems
+            else None))
+        return len(self.requests) - 1
+
+    def timed(self, key: str, t0: float) -> None:
+        self.timings[key] = round(self.timings.get(key, 0.0) + time.perf_counter() - t0, 3)
 
     def write(self, ex: Exporter, workdir: Path | None = None) -> Path:
         path = ex.export(self.graph, workdir or self.work, timesteps=self.timesteps)
@@ -480,39 +498,51 @@ class _Run:
         return path
 
 
-def _check_nir(r: _Run) -> NirCheck:
+#: a check, completed once the shared rounding classification has run
+Pending = Callable[[], Check]
+
+
+def _check_nir(r: _Run) -> Pending:
+    t0 = time.perf_counter()
     ex = get_exporter("nir")
     path = r.write(ex)
     r.nir_path = path
     r.graph = nir.read(str(path))  # the other formats start from the file as written
     sim = nir_sim.simulate(r.graph, r.x)  # what NirExporter.run does, without a second read
-    sim64 = nir_sim.simulate(r.graph, r.x, dtype=np.float64)
-    rounding = (rounding_verdict(r, sim64, "float64"), rounding_verdict(r, sim, "float32"))
-    return NirCheck(file=ex.filename or path.name, runtime=ex.runtime,
-                    spikes=replace(compare_spikes(r.ours, sim, r.names), rounding=rounding),
-                    **nir_export.graph_facts(r.graph))
+    j64 = r.request(nir_sim.simulate(r.graph, r.x, dtype=np.float64), "float64")
+    j32 = r.request(sim, "float32")
+    spikes = compare_spikes(r.ours, sim, r.names)
+    facts = nir_export.graph_facts(r.graph)
+    del sim
+    r.timed("export_nir", t0)
+
+    def done() -> NirCheck:
+        rounding = (r.results[j64].verdict, r.results[j32].verdict)
+        return NirCheck(file=ex.filename or path.name, runtime=ex.runtime,
+                        spikes=replace(spikes, rounding=rounding), **facts)
+    return done
 
 
-def rounding_verdict(r: _Run, spikes: Mapping[str, np.ndarray], precision: str
-                     ) -> RoundingVerdict:
-    """The export's spikes against the float64 reference, flips classified."""
-    ex = {n: np.asarray(spikes[n]) for n in r.names}
-    return forced_reference(r.model, r.x, ex, precision).verdict
-
-
-def _check_onnx(r: _Run) -> OnnxCheck:
+def _check_onnx(r: _Run) -> Pending:
+    t0 = time.perf_counter()
     ex = get_exporter("onnx")
     path = r.write(ex)
     out = ex.run(path, r.x)
-    fr = forced_reference(r.model, r.x, {n: np.asarray(out[n]) for n in r.names}, "float32",
-                          mems={f"{n}.mem": np.asarray(out[f"{n}.mem"]) for n in r.names})
-    assert fr.states is not None
-    return OnnxCheck(file=ex.filename or path.name, runtime=ex.runtime,
-                     spikes=replace(compare_spikes(r.ours, out, r.names),
-                                    rounding=(fr.verdict,)),
-                     max_abs_state_error=fr.states.max_abs_error,
-                     states_within_tolerance=fr.states.within,
-                     state_bound_ratio=round(fr.states.max_bound_ratio, 6), **ex.describe(path))
+    j = r.request(out, "float32", mems=True)
+    spikes = compare_spikes(r.ours, out, r.names)
+    facts = ex.describe(path)
+    del out
+    r.timed("export_onnx", t0)
+
+    def done() -> OnnxCheck:
+        fr = r.results[j]
+        assert fr.states is not None
+        return OnnxCheck(file=ex.filename or path.name, runtime=ex.runtime,
+                         spikes=replace(spikes, rounding=(fr.verdict,)),
+                         max_abs_state_error=fr.states.max_abs_error,
+                         states_within_tolerance=fr.states.within,
+                         state_bound_ratio=round(fr.states.max_bound_ratio, 6), **facts)
+    return done
 
 
 def _accuracy(spikes: np.ndarray, labels: np.ndarray) -> float:
@@ -520,13 +550,15 @@ def _accuracy(spikes: np.ndarray, labels: np.ndarray) -> float:
     return float((counts.argmax(1) == labels).mean())
 
 
-def _lava_mode(r: _Run, mode: str, path: Path, ref: dict[str, np.ndarray]) -> LavaModeCheck:
+def _lava_mode(r: _Run, mode: str, path: Path, ref: dict[str, np.ndarray]
+               ) -> tuple[LavaModeCheck, int | None]:
+    """The mode's check, and the index of its queued rounding request (floating_pt)."""
     ex = get_exporter("lava", mode=mode, timeout_s=r.options.lava_timeout)
     try:
         res = ex.run(path, r.x)
     except ExportError as e:
         warnings.warn(f"Lava {mode}: {e}", SlampWarning, stacklevel=3)
-        return LavaModeCheck(mode=mode, error=str(e))
+        return LavaModeCheck(mode=mode, error=str(e)), None
     assert isinstance(res, lava_export.LavaResult)
     cmp = lava_export.compare_with_reference(res.spikes, ref, r.labels, r.readout,
                                              order=res.order, stats=res.stats)
@@ -536,20 +568,21 @@ def _lava_mode(r: _Run, mode: str, path: Path, ref: dict[str, np.ndarray]) -> La
         warnings.warn(f"Lava {mode}: {w}", SlampWarning, stacklevel=3)
     # floating_pt computes in float64 (Lava's float models): its flips are classified against
     # the pruned model; fixed_pt quantises, so it reports agreement and accuracy instead
-    rounding = (rounding_verdict(r, res.spikes, "float64")
-                if mode == "floating_pt" and not cmp.get("reset_substituted")
-                and all(n in res.spikes for n in r.names) else None)
+    j = (r.request(res.spikes, "float64")
+         if mode == "floating_pt" and not cmp.get("reset_substituted")
+         and all(n in res.spikes for n in r.names) else None)
     return LavaModeCheck(mode=mode, comparison=cmp, warnings=tuple(res.warnings),
-                         layers_lava=tuple(res.stats.get("layers", [])), rounding=rounding)
+                         layers_lava=tuple(res.stats.get("layers", []))), j
 
 
-def _check_lava(r: _Run) -> LavaCheck:
+def _check_lava(r: _Run) -> Pending:
     """Lava floating_pt and fixed_pt on the verification samples, or how to enable it."""
     ex = get_exporter("lava", timeout_s=r.options.lava_timeout)
     msg = ex.unavailable()
     if msg is not None:
         warnings.warn(msg, SlampWarning, stacklevel=3)
-        return LavaCheck(available=False, how_to_enable=msg)
+        unavailable = LavaCheck(available=False, how_to_enable=msg)
+        return lambda: unavailable
     # Lava reads model.nir as written for the NIR check (its exchange files go beside it)
     assert r.nir_path is not None, "the NIR check runs first"
     path = r.nir_path
@@ -559,9 +592,15 @@ def _check_lava(r: _Run) -> LavaCheck:
                     ours={k: v[:, :n] for k, v in r.ours.items()})
     ref = lava_export.reference_spikes(r.graph, r.x)
     torch_acc = _accuracy(r.ours[r.names[-1]], r.labels)
-    modes = tuple(_lava_mode(r, mode, path, ref) for mode in lava_export.MODES)
-    return LavaCheck(available=True, samples=int(r.x.shape[1]), modes=modes,
-                     accuracy_torch=torch_acc, samples_note=note)
+    runs = [_lava_mode(r, mode, path, ref) for mode in lava_export.MODES]
+    samples = int(r.x.shape[1])
+
+    def done() -> LavaCheck:  # r.results is the shared list (replace() copies references)
+        modes = tuple(m if j is None else replace(m, rounding=r.results[j].verdict)
+                      for m, j in runs)
+        return LavaCheck(available=True, samples=samples, modes=modes,
+                         accuracy_torch=torch_acc, samples_note=note)
+    return done
 
 
 #: below this many neuron-steps over the verification batch Lava runs every sample unprobed
@@ -592,22 +631,24 @@ def lava_samples(r: _Run, ex: Any, path: Path) -> tuple[int, str | None]:
                  f"{w:.1f} s in its CPU simulator, and --lava-timeout is {timeout:g} s")
 
 
-def _check_file(r: _Run, name: str) -> FileCheck:
+def _check_file(r: _Run, name: str) -> Pending:
     """Any other registered exporter: export, run, compare its spikes with the pruned model."""
     ex = get_exporter(name)
     msg = ex.unavailable()
     if msg is not None:
         warnings.warn(msg, SlampWarning, stacklevel=3)
-        return FileCheck(name=name, file=ex.filename, runtime=ex.runtime, how_to_enable=msg)
-    path = r.write(ex, r.work / name)
-    return FileCheck(name=name, file=ex.filename or path.name, runtime=ex.runtime,
-                     facts=dict(ex.describe(path)),
-                     spikes=compare_spikes(r.ours, ex.run(path, r.x), r.names))
+        check = FileCheck(name=name, file=ex.filename, runtime=ex.runtime, how_to_enable=msg)
+    else:
+        path = r.write(ex, r.work / name)
+        check = FileCheck(name=name, file=ex.filename or path.name, runtime=ex.runtime,
+                          facts=dict(ex.describe(path)),
+                          spikes=compare_spikes(r.ours, ex.run(path, r.x), r.names))
+    return lambda: check
 
 
 # exporter name -> how its output is verified when it needs more than _check_file's spike
 # comparison; "nir" runs first, the others export the graph read back from its file
-_CHECKS: dict[str, Callable[[_Run], Check]] = {
+_CHECKS: dict[str, Callable[[_Run], Pending]] = {
     "nir": _check_nir, "onnx": _check_onnx, "lava": _check_lava}
 
 
@@ -627,11 +668,17 @@ def verify_exports(graph: SpikingGraph, batch: VerificationBatch, *, timesteps: 
     check_known(exporters)  # before any export work
     nir_graph = nir_export.to_nir(graph, timesteps=timesteps, encoding=encoding, readout=readout)
     with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
         r = _Run(x=batch.x, labels=batch.labels, ours=torch_states(graph, batch.x),
                  names=[op.name for op in graph.neuron_ops], timesteps=timesteps,
                  readout=readout, options=options, work=Path(workdir or d), graph=nir_graph,
                  model=graph)
-        checks = tuple(_CHECKS[name](r) if name in _CHECKS else _check_file(r, name)
-                       for name in exporters)
+        r.timed("export_torch_states", t0)
+        pending = [_CHECKS[name](r) if name in _CHECKS else _check_file(r, name)
+                   for name in exporters]
+        t0 = time.perf_counter()
+        r.results.extend(classify(graph, batch.x, r.requests))  # one shared float64 run
+        r.timed("export_reference", t0)
+        checks = tuple(done() for done in pending)
     section = ExportSection(verified_samples=int(batch.x.shape[1]), checks=checks)
     return VerifyResult(section=section, files=dict(r.files), timings_s=dict(r.timings))

@@ -6,6 +6,7 @@ chunks, with stride, padding, dilation and grouped convolutions."""
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -49,12 +50,19 @@ CONV_CASES = pytest.mark.parametrize(
     ])
 
 
-def _conv(cin, cout, hw, k, stride, pad, dil, groups, *, seed):  # type: ignore[no-untyped-def]
-    """A conv layer's geometry with a random half of its synapses kept."""
+def _conv(cin, cout, hw, k, stride, pad, dil, groups, *, seed,  # type: ignore[no-untyped-def]
+          patterns=0):
+    """A conv layer's geometry with a random half of its synapses kept (``patterns`` > 0: each
+    (output, input channel) pair takes one of that many random kept-tap patterns, or all taps
+    with 1, so input channels share patterns as in a dense or structured mask)."""
     rng = np.random.default_rng(seed)
     d = len(hw)
     out_hw = tuple(_out(n, k, stride, pad, dil) for n in hw)
     mask = rng.random((cout, cin // groups, *([k] * d))) < 0.5
+    if patterns:
+        pick = (rng.random((patterns, *([k] * d))) < 0.5) if patterns > 1 else \
+            np.ones((1, *([k] * d)), dtype=bool)
+        mask = pick[rng.integers(0, patterns, (cout, cin // groups))]
     lay = LayerGeometry(name="c", kind=f"conv{d}d", in_shape=(cin, *hw),
                         out_shape=(cout, *out_hw), mask=mask, neuron_shape=(cout, *out_hw),
                         stride=(stride,) * d, padding=(pad,) * d, dilation=(dil,) * d,
@@ -86,25 +94,77 @@ def test_vectorised_conv_incidence_equals_a_synapse_by_synapse_count(cin, cout, 
 
 
 @CONV_CASES
+@pytest.mark.parametrize("patterns", [0, 1, 2])
 def test_column_blocks_hold_each_groups_nonzero_counts(cin, cout, hw, k, stride, pad, dil,
-                                                       groups):
+                                                       groups, patterns):
     """The core mapper's cheap path: every group's nonzero counts, as the incidence has them
-    (rows may differ: a group narrower than a channel is counted over its input window)."""
-    lay, _mask, out_hw = _conv(cin, cout, hw, k, stride, pad, dil, groups, seed=cin * 10 + cout)
+    (rows may differ: a group narrower than a channel is counted over its input window, and a
+    group across a channel boundary over its two pieces' windows, summed where they meet)."""
+    lay, _mask, out_hw = _conv(2 * cin, cout, hw, k, stride, pad, dil, groups,
+                               seed=cin * 10 + cout, patterns=patterns)
     st = layer_stats(lay)
     assert st.column_blocks is not None
     n_pos = int(np.prod(out_hw))
-    for n_groups in sorted({1, cout, 2 * cout + 1, st.n_out // 2, st.n_out // 3 + 1,
-                            st.n_out - 1, st.n_out}):
+    # whole channels, groups crossing channel boundaries (nearly a channel wide, a little
+    # wider than half, one more group than channels: most cross), inside a channel, one neuron
+    for n_groups in sorted({1, max(1, cout - 1), cout, cout + 1, 2 * cout + 1,
+                            st.n_out // max(1, n_pos - 1) + 1,
+                            st.n_out // 2, st.n_out // 3 + 1, st.n_out - 1, st.n_out}):
         starts = core_starts(st.n_out, n_groups)
         want = st.incidence(starts)
-        got: dict[int, np.ndarray] = {}
-        for idx, counts in st.column_blocks(starts):
+        got: dict[int, Counter] = {}
+        for idx, counts, weights in st.column_blocks(starts):
+            w = np.ones_like(counts) if weights is None else weights
             for col, j in enumerate(idx):
                 assert int(j) not in got
-                got[int(j)] = counts[:, col]
+                c: Counter = Counter()
+                for v, n in zip(counts[:, col], w[:, col], strict=True):
+                    if v:
+                        c[int(v)] += int(n)  # n inputs with v synapses into group j
+                got[int(j)] = c
         assert sorted(got) == list(range(n_groups))
         for j in range(n_groups):
-            np.testing.assert_array_equal(np.sort(got[j][got[j] != 0]),
-                                          np.sort(want[:, j][want[:, j] != 0]))
+            assert got[j] == Counter(int(v) for v in want[:, j] if v), (n_groups, j)
     assert n_pos > 1
+
+
+def test_joined_layers_blocks_add_up_per_group_as_their_stacked_incidence():
+    """A residual join (a conv and an identity shortcut, part of it pruned, onto one
+    population): each group's counts over both layers' inputs, the blocks of both added."""
+    from slamp_deploy.fit.check import _stacked_blocks, _StackedIncidence
+
+    lay, _mask, out_hw = _conv(4, 4, (6, 6), 3, 1, 1, 1, 1, seed=3, patterns=2)
+    n = 4 * int(np.prod(out_hw))
+    rng = np.random.default_rng(4)
+    ident = LayerGeometry(name="i", kind="identity", in_shape=(4, *out_hw),
+                          out_shape=(4, *out_hw), mask=rng.random(n) < 0.7,
+                          neuron_shape=(4, *out_hw))
+    parts = [layer_stats(lay), layer_stats(ident)]
+    incidence, blocks = _StackedIncidence(parts), _stacked_blocks(parts)
+    assert blocks is not None
+    for n_groups in (1, 4, 5, 9, n // 7, n - 1, n):
+        starts = core_starts(n, n_groups)
+        want = incidence(starts)
+        got = [Counter() for _ in range(n_groups)]
+        for idx, counts, weights in blocks(starts):
+            w = np.ones_like(counts) if weights is None else weights
+            for col, j in enumerate(idx):
+                for v, k in zip(counts[:, col], w[:, col], strict=True):
+                    if v:
+                        got[int(j)][int(v)] += int(k)
+        for j in range(n_groups):
+            assert got[j] == Counter(int(v) for v in want[:, j] if v), (n_groups, j)
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_unique_rows_are_the_distinct_nonzero_rows_with_their_counts(monkeypatch, collide):
+    from slamp_deploy import geometry
+
+    if collide:  # every row hashes alike: the check sees it and sorts the rows instead
+        monkeypatch.setattr(geometry, "_ROW_HASH", np.zeros(4096, dtype=np.int64))
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        rows = rng.integers(0, 3, (int(rng.integers(1, 40)), int(rng.integers(1, 12))))
+        u, c = geometry._unique_rows(rows)
+        want = Counter(tuple(r) for r in rows.tolist() if any(r))
+        assert dict(zip(map(tuple, u.astype(int).tolist()), c.tolist(), strict=True)) == want

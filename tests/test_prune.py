@@ -102,3 +102,26 @@ def test_encoders():
     g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
     r1, r2 = encode(x, 50, "rate", generator=g1), encode(x, 50, "rate", generator=g2)
     assert torch.equal(r1, r2) and r1[:, 0, 0].sum() == 0 and r1[:, 0, 2].sum() == 50
+
+
+def _stable_sort_mask(weight, keep, alive):
+    """magnitude_mask's definition: the first ``keep`` of a stable descending sort of |w|
+    (dead weights last), so ties go to the lower flat index."""
+    w = weight.abs().flatten().double()
+    if alive is not None:
+        w = torch.where(alive.flatten(), w, torch.tensor(-1.0, dtype=w.dtype))
+    mask = torch.zeros(w.numel(), dtype=torch.bool)
+    mask[torch.sort(-w, stable=True).indices[:max(0, min(keep, w.numel()))]] = True
+    if alive is not None:
+        mask &= alive.flatten()
+    return mask.reshape(weight.shape)
+
+
+def test_magnitude_mask_is_the_stable_sorts_first_keep_ties_and_dead_weights_included():
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        n = int(torch.randint(1, 40, (1,), generator=gen))
+        w = torch.randint(-3, 4, (n,), generator=gen).float()  # many ties, zeros among them
+        alive = torch.rand(n, generator=gen) < 0.7 if trial % 2 else None
+        for keep in range(-1, n + 2):
+            assert torch.equal(magnitude_mask(w, keep, alive), _stable_sort_mask(w, keep, alive))

@@ -2,7 +2,8 @@
 "identical" or "identical up to N rounding flips (explained)" in float32 and float64, in the
 numpy simulator and in onnxruntime, while a wrong bias or a transposed kernel in a deep layer is
 "DIFFER" with that layer named; a flip made by float32 rounding is explained and its cascade is
-not counted."""
+not counted. The shared classification (one unforced run, forced runs on the differing samples
+only) gives exactly the per-export forced run's verdicts and state checks."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from slamp_deploy.exporters.nir_export import to_nir
 from torch import nn
 
 from slamp_deploy.model.graph import trace
-from slamp_deploy.rounding import RoundingVerdict, forced_reference
+from slamp_deploy.rounding import Request, RoundingVerdict, classify, forced_reference
 
 
 def _lif(**kw):
@@ -137,3 +138,58 @@ def test_a_float32_rounding_flip_is_explained_and_its_cascade_is_not_counted():
     exact = nir_sim.simulate(graph, x, dtype=np.float64)
     assert forced_reference(g, x, {n: exact[n] for n in names}, "float64").verdict.text() == \
         "identical in float64"
+
+
+def _exports(g, x, graph, tmp_path):
+    """The requests the export check makes: NIR in float64 and float32, ONNX with membranes."""
+    names = [op.name for op in g.neuron_ops]
+    reqs = []
+    for dtype in (np.float64, np.float32):
+        sim = nir_sim.simulate(graph, x, dtype=dtype)
+        reqs.append(Request(exported={n: sim[n] for n in names},
+                            precision=np.dtype(dtype).name))
+    path = tmp_path / "m.onnx"
+    onnx_export.export_onnx(graph, path, timesteps=x.shape[0])
+    out = onnx_export.run_onnx(path, x)
+    reqs.append(Request(exported={n: out[n] for n in names}, precision="float32",
+                        mems={f"{n}.mem": out[f"{n}.mem"] for n in names}))
+    return reqs
+
+
+@pytest.mark.parametrize("how", [None, "bias", "transposed"])
+def test_the_shared_classification_gives_each_exports_forced_verdict(deep, tmp_path, how):
+    g, x, graph = deep
+    if how is not None:
+        graph = _broken(graph, _deep_layer(g)[0], how)
+    reqs = _exports(g, x, graph, tmp_path)
+    shared = classify(g, x, reqs)
+    for req, got in zip(reqs, shared, strict=True):
+        want = forced_reference(g, x, req.exported, req.precision, mems=req.mems)
+        assert got.verdict == want.verdict
+        if want.states is not None:
+            assert got.states is not None
+            assert got.states.max_abs_error == pytest.approx(want.states.max_abs_error,
+                                                             rel=1e-9, abs=1e-300)
+            assert got.states.within == want.states.within
+    if how is not None:  # every runtime names the broken layer, whatever the path taken
+        assert all(fr.verdict.verdict == "differ" for fr in shared)
+        assert {fr.verdict.first_unexplained.layer for fr in shared} == {_deep_layer(g)[1]}
+
+
+def test_a_flip_in_one_sample_is_found_by_that_samples_forced_run(deep):
+    """One sample differs (a spike of a deep layer removed where the membrane is far above
+    threshold): the shared run forces that sample alone, and reports it by its batch number."""
+    g, x, graph = deep
+    names = [op.name for op in g.neuron_ops]
+    sim = nir_sim.simulate(graph, x, dtype=np.float64)
+    exported = {n: sim[n].copy() for n in names}
+    s = 5  # not the first sample: its number in the batch must come back
+    mem = sim[f"{names[6]}.mem"][:, s]
+    spk = exported[names[6]][:, s]
+    where = tuple(np.argwhere(spk > 0)[np.argmax(mem[spk > 0])])  # its strongest spike
+    spk[where] = 0.0
+    got = classify(g, x, [Request(exported=exported, precision="float64")])[0].verdict
+    want = forced_reference(g, x, exported, "float64").verdict
+    assert got == want and got.verdict == "differ"
+    assert got.first_unexplained is not None
+    assert (got.first_unexplained.layer, got.first_unexplained.sample) == (names[6], s)

@@ -122,22 +122,24 @@ class _GroupUsage:
 
     def _reduce_blocks(self, k: int) -> tuple[int, int]:
         """:meth:`_reduce` from the layer's column blocks (the same counts, fewer zero cells:
-        a conv group narrower than a channel reads a window of the inputs)."""
+        a conv group narrower than a channel reads a window of the inputs, and input channels
+        with the same kept taps are one row of that many). A group's sums add over the blocks
+        that hold it (joined layers give one block list per layer)."""
         st, n = self.st, self.st.n_out
         assert st.column_blocks is not None
-        starts, size = core_starts(n, k), -(-n // k)
-        axons = bits = 0
-        chunk = max(1, _INCIDENCE_CELLS // max(st.n_in, 1))
-        for a in range(0, k, chunk):  # whole-channel groups come back dense: bound the memory
-            stop = int(starts[a + chunk]) if a + chunk < k else n
-            for _, counts in st.column_blocks(starts[a : a + chunk], stop):
-                if not counts.size:
-                    continue
-                axons = max(axons, int((counts > 0).sum(axis=0).max(initial=0)))
-                if self.memory is not None:
-                    per_group = self.memory.bits(counts, size, None).sum(axis=0)
-                    bits = max(bits, int(per_group.max(initial=0)))
-        return axons, bits
+        size = -(-n // k)
+        axons = np.zeros(k, dtype=np.int64)
+        bits = np.zeros(k, dtype=np.int64)
+        # the blocks come a bounded number of cells at a time (whole-channel groups in chunks)
+        for idx, counts, weights in st.column_blocks(core_starts(n, k)):
+            if not counts.size:
+                continue
+            used = counts > 0
+            axons[idx] += (used if weights is None else used * weights).sum(axis=0)
+            if self.memory is not None:
+                b = self.memory.bits(counts, size, None)
+                bits[idx] += (b if weights is None else b * weights).sum(axis=0)
+        return int(axons.max(initial=0)), int(bits.max(initial=0))
 
 
 def _min_cores(ok: Callable[[int], bool], lo: int, hi: int, ok_hi: bool | None = None

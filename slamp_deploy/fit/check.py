@@ -11,7 +11,8 @@ those of :mod:`slamp_deploy.geometry`; each family module documents its own mapp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -203,8 +204,21 @@ def _populations(layers: Sequence[LayerGeometry], stats: Sequence[LayerStats]
             fan_in=np.sum([st.fan_in for st in parts], axis=0),
             fan_out=np.concatenate([st.fan_out for st in parts]),
             incidence=_StackedIncidence(parts),
+            column_blocks=_stacked_blocks(parts),
         )
     return primary, merged
+
+
+def _stacked_blocks(parts: Sequence[LayerStats]) -> Any:
+    """The joined layers' column blocks, one list (a group's inputs are the parts' inputs
+    together, so its sums add over the blocks that hold it); None when a part has none."""
+    if any(st.column_blocks is None for st in parts):
+        return None
+
+    def blocks(starts: np.ndarray, stop: int | None = None) -> Iterator[Any]:
+        for st in parts:
+            yield from st.column_blocks(starts, stop)  # type: ignore[misc]
+    return blocks
 
 
 class _StackedIncidence:

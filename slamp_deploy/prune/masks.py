@@ -27,10 +27,16 @@ def magnitude_mask(weight: torch.Tensor, keep: int, alive: torch.Tensor | None =
         w = torch.where(alive.flatten(), w, torch.tensor(-1.0, dtype=w.dtype))
     n = w.numel()
     keep = max(0, min(keep, n))
-    # stable descending sort by magnitude: sort ascending on (-|w|), stable keeps index order
-    order = torch.sort(-w, stable=True).indices
+    # what a stable descending sort's first ``keep`` are (every weight above the keep-th
+    # largest, then the lowest-index ties at it), found by one selection instead of a sort
     mask = torch.zeros(n, dtype=torch.bool)
-    mask[order[:keep]] = True
+    if keep == n:
+        mask[:] = True
+    elif keep:
+        thr = -torch.kthvalue(-w, keep).values
+        mask = w > thr
+        ties = torch.nonzero(w == thr).flatten()
+        mask[ties[:keep - int(mask.sum())]] = True
     if alive is not None:
         mask &= alive.flatten()
     return mask.reshape(weight.shape)
