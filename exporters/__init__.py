@@ -17,7 +17,8 @@ import numpy as np
 __all__ = ["Exporter", "available_exporters", "check_known", "get_exporter", "register_exporter"]
 
 # name -> module that registers it; a new built-in exporter adds its line here
-_BUILTIN = {"nir": "nir_export", "onnx": "onnx_export", "lava": "lava_export"}
+_BUILTIN = {"nir": "nir_export", "nir-norse": "nir_export", "onnx": "onnx_export",
+            "lava": "lava_export"}
 _REGISTRY: dict[str, Callable[..., Exporter]] = {}
 
 

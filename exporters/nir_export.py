@@ -378,6 +378,19 @@ class NirExporter:
         return graph_facts(nir.read(str(path)))
 
 
+@register_exporter("nir-norse")
+class NorseNirExporter(NirExporter):
+    """"nir-norse" (``--nir-for norse``): ``model.norse.nir``, the graph in the form norse's
+    ``from_nir`` reads exactly (:func:`for_consumer`), verified in the same simulator."""
+
+    name = "nir-norse"
+    filename = "model.norse.nir"
+    runtime = "slamp_deploy.exporters.nir_sim (numpy, float32)"
+
+    def export(self, graph: nir.NIRGraph, workdir: Path, *, timesteps: int) -> Path:
+        return write_nir(for_consumer(graph, "norse"), Path(workdir) / self.filename)
+
+
 def graph_facts(graph: nir.NIRGraph) -> dict[str, Any]:
     """The NIR version, step dt and node count of a graph, as the report gives them."""
     return {"nir_version": nir.version, "dt": graph_dt(graph), "nodes": len(graph.nodes)}

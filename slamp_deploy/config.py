@@ -104,6 +104,10 @@ class PipelineConfig:
     verify_samples: int = option(  # evaluation samples the exported models are checked on
         VERIFY_SAMPLES, "evaluation samples the exported NIR/ONNX/Lava models are checked on "
         "(default %(default)s; Lava's CPU simulator is slow)")
+    nir_for: str | None = option(  # None: model.nir only (exporters/nir_export.for_consumer)
+        None, "also write model.<reader>.nir in the form that framework's NIR importer reads "
+        "exactly (norse: r = 1, the gain folded into the weights; see docs/nir-interop.md), "
+        "checked like model.nir", choices=("norse",))
     lava: bool = option(True, "skip the Lava (Loihi 2 simulator) check for Loihi targets",
                         flag="--no-lava")
     lava_timeout: float = option(  # seconds per Lava run before it is abandoned (with a warning)

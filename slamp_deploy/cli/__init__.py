@@ -100,9 +100,12 @@ def _print_summary(console: Any, report: RunReport, out_dir: str) -> None:
     console.print(f"total {tim.get('total', 0):.1f} s · "
                   + " · ".join(f"{k} {v:.1f} s" for k, v in tim.items() if k != "total"),
                   soft_wrap=True)
+    checks = report.export.checks if report.export else ()
+    extra = [c.file for c in checks if c.name.startswith("nir-") and c.file]
+    if report.structure:
+        extra += ["structure.json", "compact_model.py"]
     console.print(f"outputs: {out_dir}/ report.json, report.md, pruned.pt, model.nir, "
-                  f"model.onnx" + (", structure.json, compact_model.py" if report.structure
-                                   else ""), soft_wrap=True)
+                  f"model.onnx" + "".join(f", {f}" for f in extra), soft_wrap=True)
 
 
 def _run(argv: Sequence[str]) -> int:

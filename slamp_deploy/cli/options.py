@@ -23,7 +23,7 @@ RUN_GROUPS = (
     ("pruning", ("method", "sparsity", "fit", "structure", "chips", "cores", "schedule", "rounds",
                  "lambda_variant", "timestep_weights", "current_matching")),
     ("retraining", ("epochs", "lr", "batch_size")),
-    ("export", ("verify_samples", "lava", "lava_timeout")),
+    ("export", ("verify_samples", "nir_for", "lava", "lava_timeout")),
 )
 
 

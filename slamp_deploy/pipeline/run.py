@@ -449,10 +449,11 @@ class PipelineContext:
         first evaluation samples, and compare each with the pruned model."""
         c = self.cfg
         simulators = family_of(self.profile).simulators if self.profile and c.lava else ()
+        forms = () if c.nir_for is None else (f"nir-{c.nir_for}",)  # model.<reader>.nir
         batch = verification_batch(self.parts.eval, timesteps=self.timesteps,
                                    encoding=c.encoding, seed=c.seed, n=c.verify_samples)
         res = verify_exports(self.graph, batch, timesteps=self.timesteps, encoding=c.encoding,
-                             readout=c.readout, exporters=("nir", "onnx", *simulators),
+                             readout=c.readout, exporters=("nir", "onnx", *forms, *simulators),
                              options=ExportOptions(lava_timeout=c.lava_timeout))
         self.extra_files.update(res.files)
         self.timer.stages.update(res.timings_s)
@@ -564,11 +565,12 @@ class PipelineContext:
 
 
 def _config_dict(c: PipelineConfig) -> dict[str, Any]:
-    """Every option as given; ``structure`` only when given (runs without it report what they
-    did before the option existed)."""
+    """Every option as given; ``structure`` and ``nir_for`` only when given (runs without them
+    report what they did before the options existed)."""
     d = asdict(c)
-    if d["structure"] is None:
-        del d["structure"]
+    for opt in ("structure", "nir_for"):
+        if d[opt] is None:
+            del d[opt]
     return d
 
 

@@ -6,6 +6,8 @@ frameworks then read them is ``test_frameworks.py``'s measurement."""
 
 from __future__ import annotations
 
+import json
+
 import nir
 import numpy as np
 import pytest
@@ -143,3 +145,40 @@ def test_an_unknown_consumer_form_is_refused_naming_the_known_ones():
     g = _export(nn.Sequential(nn.Linear(6, 3), _leaky(0.7)), (6,))
     with pytest.raises(ExportError, match=r"no NIR form for 'lava'; known: norse"):
         for_consumer(g, "lava")
+
+
+def test_nir_for_norse_writes_the_norse_form_beside_model_nir_and_checks_it(tmp_path, capsys):
+    """``--nir-for norse``: the run writes model.norse.nir (the for_consumer form of the
+    model.nir it wrote), checks it in the simulator with the rounding classification, lists it,
+    and its report section reads back."""
+    from slamp_deploy.cli import main
+    from slamp_deploy.report.model import RunReport
+
+    out = tmp_path / "o"
+    assert main(["--nir-for", "norse", "--no-lava", "--epochs", "0", "--verify-samples", "8",
+                 "--out", str(out)]) == 0
+    assert "model.norse.nir" in capsys.readouterr().out.splitlines()[-1]
+    g = nir.read(str(out / "model.norse.nir"))
+    assert str(g.metadata["slamp.form"]).startswith("norse:")
+    want = for_consumer(nir.read(str(out / "model.nir")), "norse")
+    for name, node in want.nodes.items():
+        if isinstance(node, nir.LIF):
+            assert np.array_equal(g.nodes[name].r, node.r) and np.all(g.nodes[name].r == 1)
+        if isinstance(node, nir.Affine):
+            assert np.array_equal(g.nodes[name].weight, node.weight), name
+    d = json.loads((out / "report.json").read_text())
+    sec = d["export"]["nir-norse"]
+    assert sec["file"] == "model.norse.nir" and sec["rounding"][0]["precision"] == "float32"
+    assert sec["verdict"] in ("identical", "explained"), sec
+    assert d["config"]["nir_for"] == "norse"
+    assert RunReport.from_dict(d).to_dict() == d
+
+
+def test_without_nir_for_the_config_in_report_json_has_no_nir_for(tmp_path):
+    from slamp_deploy.cli import main
+
+    out = tmp_path / "o"
+    assert main(["--no-lava", "--epochs", "0", "--verify-samples", "4", "--out", str(out)]) == 0
+    d = json.loads((out / "report.json").read_text())
+    assert "nir_for" not in d["config"] and "nir-norse" not in d["export"]
+    assert not (out / "model.norse.nir").exists()
