@@ -16,9 +16,11 @@ non-zero inputs, summed. For the first layer of the digits network the input is 
 "event" there is a non-zero pixel. Reduction = dense SynOps / pruned SynOps (per sample, both on
 the evaluation set).
 
-The ablations that decide SLAMP's defaults run SLAMP with: lambda variant max / l2 / sqrt /
-measured (``slamp_deploy.prune.temporal``), gradient timestep weights, and current matching off
-(also for LAMP), on the same seeds and sparsities.
+The main ``slamp`` runs use the pipeline's default lambda variant (``PipelineConfig``). The
+ablations that decide SLAMP's defaults run SLAMP with: lambda variant max / l2 / sqrt / measured /
+downstream (``slamp_deploy.prune.temporal``), gradient timestep weights, and current matching off
+(also for LAMP), on the same seeds and sparsities; every lambda variant is also compared with
+LAMP (win / tie / loss, :func:`compare_variants`). ``--ablations`` runs a subset.
 
 Results go to ``benchmarks/results/quality_<mode>.{json,csv}`` (``--out`` to change), one PNG per
 task, and a rich table on stdout. Nothing is hard-coded: every number is measured by the run.
@@ -38,7 +40,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -64,29 +66,40 @@ from .tasks import TASKS, Task, prepare
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 RESULTS = Path(__file__).resolve().parent / "results"
 
-#: ablation name -> (method, lambda variant, timestep weights, current matching)
+
+def _default_lambda() -> str:
+    f = next(f for f in fields(PipelineConfig) if f.name == "lambda_variant")
+    return str(f.default if f.default is not MISSING else "max")
+
+
+#: the pipeline's default lambda variant: what the main ``slamp`` runs use
+DEFAULT_LAMBDA = _default_lambda()
+LAMBDA_NAMES = ("max", "l2", "sqrt", "measured", "downstream")
+
+#: ablation name -> (method, lambda variant, timestep weights, current matching); the one that
+#: equals the main slamp run (the default variant) is not run twice but aliased
 ABLATIONS: dict[str, tuple[str, str, str, bool]] = {
-    "slamp.max": ("slamp", "max", "uniform", True),  # = the main slamp run
-    "slamp.l2": ("slamp", "l2", "uniform", True),
-    "slamp.sqrt": ("slamp", "sqrt", "uniform", True),
-    "slamp.measured": ("slamp", "measured", "uniform", True),
-    "slamp.gradient": ("slamp", "max", "gradient", True),
-    "slamp.no_cm": ("slamp", "max", "uniform", False),
-    "lamp.no_cm": ("lamp", "max", "uniform", False),
+    **{f"slamp.{lv}": ("slamp", lv, "uniform", True) for lv in LAMBDA_NAMES},
+    "slamp.gradient": ("slamp", DEFAULT_LAMBDA, "gradient", True),
+    "slamp.no_cm": ("slamp", DEFAULT_LAMBDA, "uniform", False),
+    "lamp.no_cm": ("lamp", DEFAULT_LAMBDA, "uniform", False),
 }
 
 #: per mode: tasks, methods, sparsities, seeds, ablation sparsities, retraining epochs per task
 MODES: dict[str, dict[str, Any]] = {
-    "quick": {"tasks": TASKS, "methods": available_methods(), "sparsities": (0.9,), "seeds": (0,),
-              "ablation_sparsities": (0.9,),
-              "epochs": {"digits": 1, "digits-resnet": 1, "temporal": 1},
-              "train_limit": {"digits": None, "digits-resnet": None, "temporal": 1000},
-              "eval_limit": None},
+    # a smoke run that must stay under a minute with four tasks on a shared 2-core machine:
+    # SLAMP (default variant), LAMP and the downstream variant, 300 retraining and 300
+    # evaluation samples per task, one epoch
+    "quick": {"tasks": TASKS, "methods": ("slamp", "lamp"), "sparsities": (0.9,), "seeds": (0,),
+              "ablation_sparsities": (0.9,), "ablations": ("slamp.downstream",),
+              "epochs": dict.fromkeys(TASKS, 1), "train_limit": dict.fromkeys(TASKS, 300),
+              "eval_limit": 300},
     "full": {"tasks": TASKS, "methods": available_methods(), "sparsities": SPARSITIES,
              "seeds": (0, 1, 2),
-             "ablation_sparsities": (0.8, 0.9, 0.95, 0.98),
-             "epochs": {"digits": 3, "digits-resnet": 3, "temporal": 2},
-             "train_limit": {"digits": None, "digits-resnet": None, "temporal": None},
+             "ablation_sparsities": (0.7, 0.8, 0.9, 0.95, 0.98),
+             "epochs": {"digits": 3, "digits-resnet": 3, "temporal": 2, "audio": 2},
+             "train_limit": {"digits": None, "digits-resnet": None, "temporal": None,
+                             "audio": None},
              "eval_limit": None},
 }
 
@@ -101,7 +114,7 @@ class RunSpec:
     sparsity: float
     seed: int
     epochs: int
-    lambda_variant: str = "max"
+    lambda_variant: str = DEFAULT_LAMBDA
     timestep_weights: str = "uniform"
     current_matching: bool = True
     lambdas: dict[str, float] | None = None  # fixed lambdas (the "measured" variant)
@@ -224,6 +237,9 @@ def run_one(task: Task, spec: RunSpec) -> dict[str, Any]:
     }
 
 
+ANALYTIC = ("max", "l2", "sqrt", "downstream")
+
+
 def measure_lambdas(task: Task, seed: int) -> dict[str, Any]:
     """Measured lambdas of the dense network on the seed's calibration subset, and analytic ones."""
     from slamp_deploy.prune.calibrate import calibrate
@@ -239,11 +255,11 @@ def measure_lambdas(task: Task, seed: int) -> dict[str, Any]:
     stats = calibrate(ctx.graph, ctx.parts.calib, timesteps=ctx.timesteps,
                       encoding=ctx.cfg.encoding, readout=ctx.cfg.readout,
                       timestep_weights="gradient", seed=seed)
-    analytic = {v: stats.lambdas(v) for v in ("max", "l2", "sqrt")}
+    analytic = {v: stats.lambdas(v) for v in ANALYTIC}
     uniform = calibrate(ctx.graph, ctx.parts.calib, timesteps=ctx.timesteps,
                         encoding=ctx.cfg.encoding, readout=ctx.cfg.readout, seed=seed)
     return {"task": task.name, "seed": seed, "measured": lam, "measured_seconds": round(seconds, 2),
-            "analytic_uniform": {v: uniform.lambdas(v) for v in ("max", "l2", "sqrt")},
+            "analytic_uniform": {v: uniform.lambdas(v) for v in ANALYTIC},
             "analytic_gradient_max": analytic["max"],
             "gradient_timestep_weights": [round(float(w), 4) for w in stats.timestep_weights]}
 
@@ -251,8 +267,15 @@ def measure_lambdas(task: Task, seed: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the plan
 
 
+def _is_main(name: str) -> bool:
+    """Whether ablation ``name`` is the configuration of the main slamp run."""
+    return ABLATIONS[name] == ("slamp", DEFAULT_LAMBDA, "uniform", True)
+
+
 def plan(mode: dict[str, Any], tasks: Sequence[str], lambdas: dict[tuple[str, int], dict],
-         ablations: bool = True) -> list[RunSpec]:
+         ablations: bool | Sequence[str] = True) -> list[RunSpec]:
+    """Every run of the benchmark; ``ablations`` is True (all), False (none) or their names."""
+    names = list(ABLATIONS) if ablations is True else list(ablations or ())
     specs: list[RunSpec] = []
     for task in tasks:
         ep = mode["epochs"][task]
@@ -261,13 +284,12 @@ def plan(mode: dict[str, Any], tasks: Sequence[str], lambdas: dict[tuple[str, in
                 for m in mode["methods"]:
                     specs.append(RunSpec(task=task, variant=m, method=m, sparsity=s, seed=seed,
                                          epochs=ep))
-            if not ablations:
-                continue
-            for s in mode["ablation_sparsities"]:
-                for name, (m, lv, tw, cm) in ABLATIONS.items():
-                    if name == "slamp.max" and s in mode["sparsities"] and "slamp" in mode[
+            for s in mode["ablation_sparsities"] if names else ():
+                for name in names:
+                    m, lv, tw, cm = ABLATIONS[name]
+                    if _is_main(name) and s in mode["sparsities"] and "slamp" in mode[
                             "methods"]:
-                        continue  # the main slamp run is this configuration
+                        continue  # the main slamp run is this configuration (aliased)
                     specs.append(RunSpec(
                         task=task, variant=name, method=m, sparsity=s, seed=seed, epochs=ep,
                         lambda_variant=lv, timestep_weights=tw, current_matching=cm,
@@ -288,11 +310,19 @@ def _stat(vals: Iterable[float | None]) -> tuple[float, float, int]:
 STAGES = ("acc_pruned", "acc_current_matched", "acc_retrained")
 
 
-def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and sample std over seeds per (task, variant, sparsity)."""
+def aggregate(runs: list[dict[str, Any]], alias: str | None = None) -> list[dict[str, Any]]:
+    """Mean and sample std over seeds per (task, variant, sparsity).
+
+    ``alias`` (an ablation name) also files the main slamp runs under that name where it has no
+    runs of its own: the default lambda variant's ablation is the main run.
+    """
     groups: dict[tuple[str, str, float], list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
         groups[(r["task"], r["variant"], r["sparsity"])].append(r)
+    if alias is not None:
+        for (task, variant, s), rs in list(groups.items()):
+            if variant == "slamp" and (task, alias, s) not in groups:
+                groups[(task, alias, s)] = rs
     rows = []
     for (task, variant, s), rs in sorted(groups.items()):
         row: dict[str, Any] = {"task": task, "variant": variant, "sparsity": s,
@@ -327,6 +357,26 @@ def compare(rows: list[dict[str, Any]], stage: str, *, ref: str = "slamp",
     return out
 
 
+def compare_variants(rows: list[dict[str, Any]], stage: str, *, ref: str = "lamp",
+                     min_gap: float = 0.005) -> list[dict[str, Any]]:
+    """Every lambda variant (``slamp.<variant>``) against LAMP per (task, sparsity), with
+    :func:`compare`'s tie rule; ``slamp`` in each verdict is the variant's accuracy."""
+    by = {(r["task"], r["variant"], r["sparsity"]): r for r in rows}
+    out = []
+    for (task, variant, s), a in sorted(by.items()):
+        lv = variant.removeprefix("slamp.")
+        if lv not in LAMBDA_NAMES or not variant.startswith("slamp.") or (task, ref, s) not in by:
+            continue
+        r = by[(task, ref, s)]
+        diff = a[stage] - r[stage]
+        margin = max(min_gap, a[stage + "_std"], r[stage + "_std"])
+        verdict = "tie" if abs(diff) <= margin else ("win" if diff > 0 else "loss")
+        out.append({"task": task, "sparsity": s, "variant": lv, "baseline": ref, "stage": stage,
+                    "slamp": a[stage], "baseline_acc": r[stage], "diff": diff,
+                    "margin": margin, "verdict": verdict})
+    return out
+
+
 # ----------------------------------------------------------------------------- output
 
 
@@ -346,10 +396,12 @@ def environment() -> dict[str, Any]:
 
 def write_results(out: Path, name: str, meta: dict[str, Any], runs: list[dict[str, Any]],
                   rows: list[dict[str, Any]], verdicts: list[dict[str, Any]],
-                  lambdas: list[dict[str, Any]]) -> list[Path]:
+                  lambdas: list[dict[str, Any]],
+                  variant_verdicts: list[dict[str, Any]] | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     js = out / f"{name}.json"
     js.write_text(json.dumps({"meta": meta, "summary": rows, "verdicts": verdicts,
+                              "variant_verdicts": variant_verdicts or [],
                               "lambdas": lambdas, "runs": runs}, indent=1, sort_keys=True,
                              default=float) + "\n")
     cs = out / f"{name}.csv"
@@ -499,9 +551,9 @@ def _method_table(rs: list[dict[str, Any]], variants: list[str], sps: list[float
 
 
 def _ablation_table(rs: list[dict[str, Any]], names: list[str], asps: list[float], stage: str,
-                    label: str) -> list[str]:
+                    label: str, default: str) -> list[str]:
     """One task's ablation table of a stage, with a row of means over the sparsities."""
-    out = [f"**Ablations, {label}** (slamp = lambda max, uniform timestep weights, "
+    out = [f"**Ablations, {label}** (slamp = lambda {default}, uniform timestep weights, "
            "current matching on)", "",
            "| sparsity | " + " | ".join(names) + " |",
            "|---|" + "---|" * len(names)]
@@ -522,7 +574,7 @@ def _ablation_table(rs: list[dict[str, Any]], names: list[str], asps: list[float
     return out
 
 
-def _task_section(task: str, rows: list[dict[str, Any]]) -> list[str]:
+def _task_section(task: str, rows: list[dict[str, Any]], default: str) -> list[str]:
     """A task's method tables per stage, then its ablation tables when it has ablation runs."""
     rs = [r for r in rows if r["task"] == task]
     variants = [m for m in available_methods() if any(r["variant"] == m for r in rs)]
@@ -533,14 +585,50 @@ def _task_section(task: str, rows: list[dict[str, Any]]) -> list[str]:
                          ("acc_retrained", "after retraining"),
                          ("synops_reduction", "SynOps reduction (dense / pruned, x)")):
         out += _method_table(rs, variants, sps, stage, label)
-    abl = [a for a in ABLATIONS if a != "slamp.max"]
+    abl = [a for a in ABLATIONS if a != f"slamp.{default}" and any(
+        r["variant"] == a for r in rs)]
     asps = sorted({r["sparsity"] for r in rs if r["variant"] in abl})
     if asps:
         names = ["slamp", *abl, "lamp"]
         for stage, label in (("acc_pruned", "right after pruning"),
                              ("acc_current_matched", "after current matching"),
                              ("acc_retrained", "after retraining")):
-            out += _ablation_table(rs, names, asps, stage, label)
+            out += _ablation_table(rs, names, asps, stage, label, default)
+    return out
+
+
+def _variant_section(vv: list[dict[str, Any]]) -> list[str]:
+    """Every lambda variant against LAMP (win / tie / loss), and the issue's goal per variant."""
+    lvs = [lv for lv in LAMBDA_NAMES if any(v["variant"] == lv for v in vv)]
+    out = ["### Each lambda variant against LAMP (win / tie / loss over the ablation "
+           "sparsities)", "",
+           "| task | stage | " + " | ".join(lvs) + " |", "|---|---|" + "---|" * len(lvs)]
+    for task in sorted({v["task"] for v in vv}):
+        for stage in STAGES:
+            cells = []
+            for lv in lvs:
+                vs = [v["verdict"] for v in vv
+                      if v["task"] == task and v["stage"] == stage and v["variant"] == lv]
+                cells.append(f"{vs.count('win')} / {vs.count('tie')} / {vs.count('loss')}")
+            out.append(f"| {task} | {stage.removeprefix('acc_')} | " + " | ".join(cells) + " |")
+    out += ["", "Against the goal (after retraining no loss to LAMP at 70-98%; before retraining, "
+            "after current matching, a win at 80-98%): sparsities that miss it, with the "
+            "accuracy difference to LAMP", "",
+            "| task | variant | retrained: losses at 0.70-0.98 | current matched: no win at "
+            "0.80-0.98 |", "|---|---|---|---|"]
+    for task in sorted({v["task"] for v in vv}):
+        for lv in lvs:
+            def miss(stage: str, lo: float, bad: tuple[str, ...], task: str = task,
+                     lv: str = lv) -> str:
+                vs = [v for v in vv if v["task"] == task and v["variant"] == lv
+                      and v["stage"] == stage and v["sparsity"] >= lo - 1e-9]
+                if not vs:
+                    return "-"
+                m = [f"{v['sparsity']:.2f} ({v['diff']:+.3f})" for v in vs if v["verdict"] in bad]
+                return ", ".join(m) if m else "none"
+            out.append(f"| {task} | {lv} | {miss('acc_retrained', 0.7, ('loss',))} | "
+                       f"{miss('acc_current_matched', 0.8, ('loss', 'tie'))} |")
+    out.append("")
     return out
 
 
@@ -568,23 +656,24 @@ def _verdict_section(verdicts: list[dict[str, Any]]) -> list[str]:
 def _lambda_section(lam: list[dict[str, Any]]) -> list[str]:
     """The per-layer lambdas of the seed-0 calibration, analytic and measured."""
     out = ["### Lambdas per layer (seed 0 calibration subset)", "",
-           "| task | layer | max | l2 | sqrt | measured | max, gradient weights |",
-           "|---|---|---|---|---|---|---|"]
+           "| task | layer | max | l2 | sqrt | measured | downstream | max, gradient weights |",
+           "|---|---|---|---|---|---|---|---|"]
     for rec in lam:
         if rec["seed"] != 0:
             continue
         au = rec["analytic_uniform"]
         for layer, v in rec["measured"].items():
+            ds = au["downstream"][layer] if "downstream" in au else math.nan
             out.append(f"| {rec['task']} | {layer} | {au['max'][layer]:.2f} | "
                        f"{au['l2'][layer]:.2f} | {au['sqrt'][layer]:.2f} | {v:.2f} | "
-                       f"{rec['analytic_gradient_max'][layer]:.2f} |")
+                       f"{ds:.2f} | {rec['analytic_gradient_max'][layer]:.2f} |")
     out.append("")
     return out
 
 
 def _allocation_section(runs: list[dict[str, Any]]) -> list[str]:
     """Weights kept per layer and method at each sparsity, per task (seed 0)."""
-    out = ["### Per-layer weights kept, SLAMP (max) vs LAMP vs others (seed 0)", ""]
+    out = ["### Per-layer weights kept, SLAMP vs LAMP vs others (seed 0)", ""]
     for task in sorted({r["task"] for r in runs}):
         rs = [r for r in runs if r["task"] == task and r["seed"] == 0 and r["variant"] in
               available_methods()]
@@ -606,14 +695,33 @@ def _allocation_section(runs: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several results files (runs of different tasks) as one; they must share the default
+    lambda variant, and no task may appear in two of them."""
+    if len(parts) == 1:
+        return parts[0]
+    defaults = {p["meta"].get("default_lambda_variant", "max") for p in parts}
+    tasks = [t for p in parts for t in {r["task"] for r in p["runs"]}]
+    if len(defaults) > 1 or len(tasks) != len(set(tasks)):
+        raise ValueError(f"cannot merge results files: default lambda variants {defaults}, "
+                         f"tasks {tasks} (each task once, one default)")
+    out: dict[str, Any] = {"meta": {**parts[0]["meta"], "merged": [p["meta"] for p in parts]}}
+    for key in ("summary", "verdicts", "variant_verdicts", "lambdas", "runs"):
+        out[key] = [x for p in parts for x in p.get(key) or []]
+    return out
+
+
 def render_markdown(data: dict[str, Any]) -> str:
     """Markdown tables of a results JSON (what docs/benchmarks.md shows)."""
     rows, verdicts, runs = data["summary"], data["verdicts"], data["runs"]
+    default = data["meta"].get("default_lambda_variant", "max")
     out: list[str] = []
     for task in sorted({r["task"] for r in rows}):
-        out += _task_section(task, rows)
+        out += _task_section(task, rows, default)
     if verdicts:
         out += _verdict_section(verdicts)
+    if data.get("variant_verdicts"):
+        out += _variant_section(data["variant_verdicts"])
     lam = data.get("lambdas") or []
     if lam:
         out += _lambda_section(lam)
@@ -670,16 +778,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--train-limit", type=int, help="use only the first N retraining samples")
     ap.add_argument("--eval-limit", type=int, help="use only the first N evaluation samples")
     ap.add_argument("--no-ablations", action="store_true")
+    ap.add_argument("--ablations", nargs="+", choices=list(ABLATIONS),
+                    help="run only these ablations (default: all)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                     help="worker processes (1 thread each); 1 runs in this process")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--name", help="result file stem (default quality_<mode>)")
     ap.add_argument("--no-plot", action="store_true")
-    ap.add_argument("--render", type=Path, metavar="JSON",
-                    help="print the markdown tables of an existing results file and exit")
+    ap.add_argument("--render", type=Path, nargs="+", metavar="JSON",
+                    help="print the markdown tables of existing results files (several: one "
+                         "run per task, merged) and exit")
     args = ap.parse_args(argv)
     if args.render:
-        md = render_markdown(json.loads(args.render.read_text()))
+        md = render_markdown(merge([json.loads(p.read_text()) for p in args.render]))
         print(md)
         return {"markdown": md}
 
@@ -697,36 +808,44 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         train_limit = dict.fromkeys(TASKS, args.train_limit)
     eval_limit = args.eval_limit if args.eval_limit is not None else mode["eval_limit"]
     name = args.name or f"quality_{args.mode}"
-    ablations = not args.no_ablations
+    ablations: bool | list[str] = (False if args.no_ablations
+                                   else list(args.ablations) if args.ablations
+                                   else list(mode["ablations"]) if "ablations" in mode else True)
+    measured = ablations is True or "slamp.measured" in (ablations or [])
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="slamp-bench-") as work:
         prepared = {t: prepare(t, Path(work) / t, train_limit=train_limit[t],
                                eval_limit=eval_limit) for t in tasks}
-        lam_jobs = [(prepared[t], s) for t in tasks for s in mode["seeds"]] if ablations else []
+        lam_jobs = [(prepared[t], s) for t in tasks for s in mode["seeds"]] if measured else []
         lam_results = _map(_lambda_job, lam_jobs, args.jobs, "measured lambdas")
         lambdas = {(r["task"], r["seed"]): r["measured"] for r in lam_results}
         specs = plan(mode, tasks, lambdas, ablations)
         runs = _map(_run_spec, [(prepared[s.task], s) for s in specs], args.jobs, "runs")
         descriptions = {t: prepared[t].description for t in tasks}
-    rows = aggregate(runs)
+    rows = aggregate(runs, alias=f"slamp.{DEFAULT_LAMBDA}")
     verdicts = [v for st in STAGES for v in compare(rows, st)]
+    variant_verdicts = [v for st in STAGES for v in compare_variants(rows, st)]
     meta = {"mode": args.mode, "argv": list(sys.argv[1:] if argv is None else argv),
             "tasks": descriptions, "methods": list(mode["methods"]),
             "sparsities": list(mode["sparsities"]), "seeds": list(mode["seeds"]),
             "ablation_sparsities": list(mode["ablation_sparsities"]) if ablations else [],
+            "ablations": list(ABLATIONS) if ablations is True else list(ablations or []),
+            "default_lambda_variant": DEFAULT_LAMBDA,
             "retrain_epochs": {t: mode["epochs"][t] for t in tasks},
             "train_limit": {t: train_limit[t] for t in tasks}, "eval_limit": eval_limit,
             "jobs": args.jobs, "wall_seconds": round(time.perf_counter() - t0, 1),
             "environment": environment(),
             "tie_rule": "tie when |mean difference| <= max(0.005, std of either side)"}
-    files = write_results(args.out, name, meta, runs, rows, verdicts, lam_results)
+    files = write_results(args.out, name, meta, runs, rows, verdicts, lam_results,
+                          variant_verdicts)
     if not args.no_plot:
         files += plot(args.out, name, rows)
     print_tables(rows, verdicts)
     print(f"{len(runs)} runs in {meta['wall_seconds']} s; wrote "
           + ", ".join(str(p) for p in files))
-    return {"meta": meta, "summary": rows, "verdicts": verdicts, "runs": runs, "files": files}
+    return {"meta": meta, "summary": rows, "verdicts": verdicts,
+            "variant_verdicts": variant_verdicts, "runs": runs, "files": files}
 
 
 if __name__ == "__main__":
