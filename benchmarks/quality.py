@@ -674,9 +674,9 @@ def _lambda_section(lam: list[dict[str, Any]]) -> list[str]:
 def _allocation_section(runs: list[dict[str, Any]]) -> list[str]:
     """Weights kept per layer and method at each sparsity, per task (seed 0)."""
     out = ["### Per-layer weights kept, SLAMP vs LAMP vs others (seed 0)", ""]
+    shown = [*available_methods(), *(f"slamp.{lv}" for lv in LAMBDA_NAMES)]
     for task in sorted({r["task"] for r in runs}):
-        rs = [r for r in runs if r["task"] == task and r["seed"] == 0 and r["variant"] in
-              available_methods()]
+        rs = [r for r in runs if r["task"] == task and r["seed"] == 0 and r["variant"] in shown]
         if not rs:
             continue
         layers = list(rs[0]["layers"])
@@ -685,7 +685,7 @@ def _allocation_section(runs: list[dict[str, Any]]) -> list[str]:
                 "| sparsity | method | " + " | ".join(layers) + " |",
                 "|---|---|" + "---|" * len(layers)]
         for s in sorted({r["sparsity"] for r in rs}):
-            for m in available_methods():
+            for m in shown:
                 r = next((r for r in rs if r["sparsity"] == s and r["variant"] == m), None)
                 if r is None:
                     continue
@@ -696,19 +696,31 @@ def _allocation_section(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several results files (runs of different tasks) as one; they must share the default
-    lambda variant, and no task may appear in two of them."""
+    """Several results files as one: their runs pooled, then aggregated and compared again.
+
+    The files must share the default lambda variant. A run whose (task, variant, sparsity,
+    seed) an earlier file already has is the same configuration measured twice; the first is
+    kept. Lambda records are kept once per (task, seed).
+    """
     if len(parts) == 1:
         return parts[0]
     defaults = {p["meta"].get("default_lambda_variant", "max") for p in parts}
-    tasks = [t for p in parts for t in {r["task"] for r in p["runs"]}]
-    if len(defaults) > 1 or len(tasks) != len(set(tasks)):
-        raise ValueError(f"cannot merge results files: default lambda variants {defaults}, "
-                         f"tasks {tasks} (each task once, one default)")
-    out: dict[str, Any] = {"meta": {**parts[0]["meta"], "merged": [p["meta"] for p in parts]}}
-    for key in ("summary", "verdicts", "variant_verdicts", "lambdas", "runs"):
-        out[key] = [x for p in parts for x in p.get(key) or []]
-    return out
+    if len(defaults) > 1:
+        raise ValueError(f"cannot merge results files of different default lambda variants "
+                         f"{sorted(defaults)}")
+    runs: dict[tuple[str, str, float, int], dict[str, Any]] = {}
+    lams: dict[tuple[str, int], dict[str, Any]] = {}
+    for p in parts:
+        for r in p["runs"]:
+            runs.setdefault((r["task"], r["variant"], r["sparsity"], r["seed"]), r)
+        for rec in p.get("lambdas") or []:
+            lams.setdefault((rec["task"], rec["seed"]), rec)
+    default = defaults.pop()
+    rows = aggregate(list(runs.values()), alias=f"slamp.{default}")
+    return {"meta": {**parts[0]["meta"], "merged": [p["meta"] for p in parts]},
+            "summary": rows, "runs": list(runs.values()), "lambdas": list(lams.values()),
+            "verdicts": [v for st in STAGES for v in compare(rows, st)],
+            "variant_verdicts": [v for st in STAGES for v in compare_variants(rows, st)]}
 
 
 def render_markdown(data: dict[str, Any]) -> str:
@@ -785,6 +797,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--name", help="result file stem (default quality_<mode>)")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--lambdas-only", action="store_true",
+                    help="only measure every layer's lambdas (analytic and measured) per task "
+                         "and seed, and write them as a results file without runs")
     ap.add_argument("--render", type=Path, nargs="+", metavar="JSON",
                     help="print the markdown tables of existing results files (several: one "
                          "run per task, merged) and exit")
@@ -817,10 +832,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="slamp-bench-") as work:
         prepared = {t: prepare(t, Path(work) / t, train_limit=train_limit[t],
                                eval_limit=eval_limit) for t in tasks}
-        lam_jobs = [(prepared[t], s) for t in tasks for s in mode["seeds"]] if measured else []
+        lam_jobs = ([(prepared[t], s) for t in tasks for s in mode["seeds"]]
+                    if measured or args.lambdas_only else [])
         lam_results = _map(_lambda_job, lam_jobs, args.jobs, "measured lambdas")
         lambdas = {(r["task"], r["seed"]): r["measured"] for r in lam_results}
-        specs = plan(mode, tasks, lambdas, ablations)
+        specs = [] if args.lambdas_only else plan(mode, tasks, lambdas, ablations)
         runs = _map(_run_spec, [(prepared[s.task], s) for s in specs], args.jobs, "runs")
         descriptions = {t: prepared[t].description for t in tasks}
     rows = aggregate(runs, alias=f"slamp.{DEFAULT_LAMBDA}")

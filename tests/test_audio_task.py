@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from slamp_deploy.examples import audio_task as at
+
 from slamp_deploy.model.graph import neuron_spec, trace
 
 

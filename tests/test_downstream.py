@@ -169,3 +169,34 @@ def test_downstream_needs_the_responses():
     with pytest.raises(UsageError, match="downstream"):
         empty.lambdas("downstream")
     assert empty.lambdas("l2") == stats.lambdas("l2")
+
+
+@pytest.mark.slow
+def test_pipeline_prunes_with_the_downstream_variant(tmp_path, tiny_model_file, tiny_weights,
+                                                     digits_npz):
+    """Wired through: the report's layer scores are the variant's lambdas and the allocation
+    differs from l2's. The tiny model resets to zero, so the readout, which has nothing after
+    it, scores below its l2 factor (its memory shortened by its firing rate), and the first
+    layer, which feeds it, above."""
+    from benchmarks.quality import RunSpec, _context
+    from benchmarks.tasks import Task
+
+    task = Task(name="tiny", model=f"{tiny_model_file}:build", weights=str(tiny_weights),
+                train=digits_npz, eval=digits_npz, encoding="rate", readout="spikes",
+                timesteps=6, description="tiny")
+    reps = {}
+    for lv in ("l2", "downstream"):
+        # the pipeline's own prune stage (calibrate, allocate, prune), as the benchmark runs it
+        ctx = _context(task, RunSpec(task="tiny", variant=lv, method="slamp", sparsity=0.8,
+                                     seed=0, epochs=0, lambda_variant=lv,
+                                     current_matching=False))
+        ctx.prune_and_recover()
+        reps[lv] = ctx.allocation
+    assert ctx.cfg.lambda_variant == "downstream"
+    score = {lv: {la.name: la.layer_score for la in a.layers} for lv, a in reps.items()}
+    names = list(score["l2"])
+    first, last = names[0], names[-1]
+    assert 1.0 <= score["downstream"][last] < score["l2"][last]
+    assert score["downstream"][first] > 1.2 * score["l2"][first]
+    kept = {lv: [la.n_kept for la in a.layers] for lv, a in reps.items()}
+    assert kept["downstream"] != kept["l2"]
