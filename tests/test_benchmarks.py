@@ -148,3 +148,15 @@ def test_quality_benchmark_tiny_end_to_end(tmp_path) -> None:
         data)
     assert "Each lambda variant against LAMP" in md and "| digits | downstream |" in res_md
     assert data["meta"]["environment"]["torch"] == torch.__version__
+
+
+def test_the_docs_quality_section_is_rendered_from_the_committed_results() -> None:
+    """docs/benchmarks.md's generated quality section is what the script renders from the
+    results files its first line names (never typed in)."""
+    from benchmarks import quality
+
+    root = quality.DOCS.resolve().parents[1]
+    names, body = quality.docs_section()
+    assert names, "the section names no results file"
+    data = quality.merge([json.loads((root / n).read_text()) for n in names])
+    assert body == quality.render_markdown(data).strip()
