@@ -9,6 +9,10 @@
 * ``temporal``: synthetic event-camera motion classes (``examples/temporal_task.py``), sequences
   ``[T=24, N, 32]``, a 3-layer MLP with beta 0.3 / 0.9 / 0.97; fixed training and evaluation sets
   drawn from disjoint seeds.
+* ``audio``: synthetic tone patterns through a 16-band filter bank into spikes
+  (``examples/audio_task.py``), sequences ``[T=32, N, 16]``, a 3-layer MLP with time constants
+  mixed inside its layers (per-neuron beta 0.5-0.95 Leaky, alpha 0.6 / beta 0.7-0.97 Synaptic,
+  beta 0.9 Leaky; subtract reset); fixed training and evaluation sets from disjoint seeds.
 
 Each task is written once into a work folder as ``<task>_train.npz`` / ``<task>_eval.npz``; the
 benchmark then passes them as ``--data`` / ``--eval-data``, so every seed evaluates on the same
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-TASKS = ("digits", "digits-resnet", "temporal")
+TASKS = ("digits", "digits-resnet", "temporal", "audio")
 
 
 @dataclass(frozen=True)
@@ -97,4 +101,20 @@ def prepare(name: str, workdir: str | Path, *, train_limit: int | None = None,
                     description=f"synthetic DVS-like motion, {tt.CLASSES} classes, 1x{tt.PIXELS} "
                                 f"event sensor, T={tt.TIMESTEPS}, MLP (beta "
                                 f"{'/'.join(map(str, tt.BETAS))}), spike-count readout")
+    if name == "audio":
+        from slamp_deploy.examples import audio_task as at
+
+        paths = {}
+        for part, n, seed, lim in (("train", at.TRAIN_SAMPLES, at.TRAIN_SEED, train_limit),
+                                   ("eval", at.EVAL_SAMPLES, at.EVAL_SEED, eval_limit)):
+            x, y = _limit(*at.make_spikes(n, seed), lim, sequence=True)
+            paths[part] = d / f"audio_{part}{'' if lim is None else f'_{lim}'}.npz"
+            np.savez(paths[part], x=x, y=y)
+        return Task(name="audio", model="slamp_deploy.examples.audio_task:build_model",
+                    weights=str(at.weights_path()), train=paths["train"], eval=paths["eval"],
+                    encoding="direct", readout=at.READOUT, timesteps=at.TIMESTEPS,
+                    description=f"synthetic audio-like tone patterns, {at.CLASSES} classes, "
+                                f"{at.CHANNELS}-band filter bank into spikes, T={at.TIMESTEPS}, "
+                                f"MLP (per-neuron beta 0.5-0.95 Leaky / Synaptic alpha "
+                                f"{at.ALPHA} beta 0.7-0.97 / beta 0.9), spike-count readout")
     raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")

@@ -111,17 +111,21 @@ def test_benchmark_synops_matches_activity_measure() -> None:
 
 @pytest.mark.slow
 def test_quality_benchmark_tiny_end_to_end(tmp_path) -> None:
-    from benchmarks.quality import main
+    from benchmarks.quality import ABLATIONS, main
 
     res = main(["--mode", "quick", "--tasks", "digits", "--methods", "slamp", "lamp",
                 "--sparsities", "0.8", "--seeds", "0", "--epochs", "1", "--train-limit", "96",
                 "--eval-limit", "48", "--jobs", "1", "--out", str(tmp_path), "--name", "tiny",
-                "--no-plot"])
+                "--no-plot", "--ablations", *ABLATIONS])
     data = json.loads((tmp_path / "tiny.json").read_text())
-    # 2 methods + 6 ablations (slamp.max is the main slamp run)
-    assert len(data["runs"]) == 8 == len(res["runs"])
+    # 2 methods + 7 ablations (the default variant's ablation is the main slamp run)
+    assert len(data["runs"]) == 9 == len(res["runs"])
+    default = data["meta"]["default_lambda_variant"]
+    assert f"slamp.{default}" not in {r["variant"] for r in data["runs"]}
     assert {r["variant"] for r in data["runs"]} >= {"slamp", "lamp", "slamp.measured",
-                                                     "slamp.no_cm", "slamp.gradient"}
+                                                     "slamp.downstream", "slamp.no_cm",
+                                                     "slamp.gradient"}
+    assert {r["lambda_variant"] for r in data["runs"] if r["variant"] == "slamp"} == {default}
     for r in data["runs"]:
         for k in ("acc_dense", "acc_pruned", "acc_retrained"):
             assert 0.0 <= r[k] <= 1.0
@@ -134,6 +138,25 @@ def test_quality_benchmark_tiny_end_to_end(tmp_path) -> None:
             assert r["acc_current_matched"] is None
     assert data["lambdas"][0]["measured"].keys() == data["runs"][0]["layers"].keys()
     rows = list(csv.DictReader((tmp_path / "tiny.csv").open()))
-    assert len(rows) == len(data["summary"]) == 8
+    assert len(rows) == len(data["summary"]) == 10  # + the default variant's aliased row
     assert {v["verdict"] for v in data["verdicts"]} <= {"win", "tie", "loss"}
+    # every lambda variant against LAMP, per stage, and rendered with the goal table
+    vv = data["variant_verdicts"]
+    assert {v["variant"] for v in vv} == {"max", "l2", "sqrt", "measured", "downstream"}
+    assert len(vv) == 5 * 3
+    md = res_md = __import__("benchmarks.quality", fromlist=["render_markdown"]).render_markdown(
+        data)
+    assert "Each lambda variant against LAMP" in md and "| digits | downstream |" in res_md
     assert data["meta"]["environment"]["torch"] == torch.__version__
+
+
+def test_the_docs_quality_section_is_rendered_from_the_committed_results() -> None:
+    """docs/benchmarks.md's generated quality section is what the script renders from the
+    results files its first line names (never typed in)."""
+    from benchmarks import quality
+
+    root = quality.DOCS.resolve().parents[1]
+    names, body = quality.docs_section()
+    assert names, "the section names no results file"
+    data = quality.merge([json.loads((root / n).read_text()) for n in names])
+    assert body == quality.render_markdown(data).strip()

@@ -39,7 +39,7 @@ def _lamp_equal(g, stats):
         assert a.keep == b.keep
 
 
-@pytest.mark.parametrize("variant", ["max", "l2", "sqrt"])
+@pytest.mark.parametrize("variant", ["max", "l2", "sqrt", "downstream"])
 def test_single_timestep_is_lamp(variant):
     g = _scaled(0.8, 0.9)
     stats = calibrate(g, _data(), timesteps=1, encoding="direct", readout="spikes")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -11,9 +11,16 @@ import torch
 from slamp_deploy.data import Dataset, encode
 from slamp_deploy.distributed import all_reduce_sum, current, shard_indices
 from slamp_deploy.errors import UsageError
-from slamp_deploy.model.graph import NEURON_KINDS, SYNAPTIC_KINDS, Op, SpikingGraph, neuron_spec
+from slamp_deploy.model.graph import (
+    INPUT,
+    NEURON_KINDS,
+    SYNAPTIC_KINDS,
+    Op,
+    SpikingGraph,
+    neuron_spec,
+)
 from slamp_deploy.model.runner import loss, run
-from slamp_deploy.prune.temporal import impulse_response, temporal_factor
+from slamp_deploy.prune.temporal import chain_response, impulse_response, temporal_factor
 
 TIMESTEP_WEIGHTS = ("uniform", "gradient")
 
@@ -32,24 +39,78 @@ class TemporalStats:
     impulse: dict[str, np.ndarray]  # layer -> [T] sub-threshold impulse response h_l
     timestep_weights: np.ndarray  # [T] w_t, max 1
     timestep_weights_source: str  # "uniform" | "gradient"
+    #: layer -> [T] response at the output to a unit current into the layer's neurons, through
+    #: every later layer (:func:`downstream_impulse`); empty when not computed
+    downstream: dict[str, np.ndarray] = field(default_factory=dict)
 
     def lambdas(self, variant: str = "max") -> dict[str, float]:
         """SLAMP's temporal factor per layer (see :func:`slamp_deploy.prune.temporal`)."""
         return {n: temporal_factor(self.impulse[n], self.activity_rms[n], self.timestep_weights,
-                                   variant) for n in self.activity_rms}
+                                   variant, chain=self.downstream.get(n))
+                for n in self.activity_rms}
 
 
 def layer_impulse(graph: SpikingGraph, timesteps: int) -> dict[str, np.ndarray]:
     """Impulse response of the neurons each layer feeds; per-neuron decays use the layer mean."""
     out = {}
     for layer in graph.layers:
+        out[layer.name] = (impulse_response(None, 0.0, 0.0, timesteps) if layer.neuron is None
+                           else _neuron_impulse(layer.neuron, timesteps))
+    return out
+
+
+def _neuron_impulse(op: Op, timesteps: int, rate: float | None = None) -> np.ndarray:
+    """The op's sub-threshold impulse response (layer-mean decays). With ``rate`` (mean spikes
+    per neuron and step) and a zero reset, the membrane decay is ``beta * (1 - rate)``: a spike
+    erases what the membrane held, so that share of an error is forgotten each step."""
+    p = neuron_spec(op)
+    beta = float(p.beta.mean())
+    if rate is not None and p.reset_mechanism == "zero":
+        beta *= 1.0 - min(max(rate, 0.0), 1.0)
+    alpha = float(p.alpha.mean()) if p.alpha is not None else 0.0
+    return impulse_response(op.kind, beta, alpha, timesteps)
+
+
+def neuron_successors(graph: SpikingGraph, i: int) -> dict[int, int]:
+    """Neuron ops that neuron op ``i``'s spikes reach without passing another neuron op, each
+    with the number of distinct paths there (through synaptic ops, BN, pooling, reshapes and
+    residual adds: an identity shortcut is a path with no synaptic op on it)."""
+    paths = dict.fromkeys(range(len(graph.ops)), 0)
+    paths[i] = 1
+    out: dict[int, int] = {}
+    for j in range(i + 1, len(graph.ops)):  # ops are in a topological (call) order
+        n = sum(paths[k] for k in graph.sources(j) if k != INPUT and
+                (k == i or graph.ops[k].kind not in NEURON_KINDS))
+        paths[j] = n
+        if n and graph.ops[j].kind in NEURON_KINDS:
+            out[j] = n
+    return out
+
+
+def downstream_impulse(graph: SpikingGraph, timesteps: int,
+                       rates: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Per layer, the chain response of its neurons through every later neuron population.
+
+    Neuron ops are visited from the output backwards, so every successor's response is known
+    when a population needs it (:func:`slamp_deploy.prune.temporal.chain_response`). A layer
+    with no neuron after it (a non-spiking readout) gets the unit impulse. ``rates`` (neuron op
+    -> measured spikes per neuron per step) shortens zero-reset memories (:func:`_neuron_impulse`).
+    """
+    chain: dict[int, np.ndarray] = {}
+    for i in reversed(range(len(graph.ops))):
+        op = graph.ops[i]
+        if op.kind not in NEURON_KINDS:
+            continue
+        succ = [(chain[j], n) for j, n in neuron_successors(graph, i).items()]
+        rate = None if rates is None or op.name not in rates else float(np.mean(rates[op.name]))
+        chain[i] = chain_response(_neuron_impulse(op, timesteps, rate), succ)
+    index = {id(op): k for k, op in enumerate(graph.ops)}
+    out = {}
+    for layer in graph.layers:
         if layer.neuron is None:
             out[layer.name] = impulse_response(None, 0.0, 0.0, timesteps)
-            continue
-        p = neuron_spec(layer.neuron)
-        beta = float(p.beta.mean())
-        alpha = float(p.alpha.mean()) if p.alpha is not None else 0.0
-        out[layer.name] = impulse_response(layer.neuron.kind, beta, alpha, timesteps)
+        else:
+            out[layer.name] = chain[index[id(layer.neuron)]]
     return out
 
 
@@ -100,7 +161,8 @@ def calibrate(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: s
         w = np.ones(timesteps)
     return TemporalStats(timesteps=timesteps, samples=n, activity_rms=activity, firing_rate=rates,
                          impulse=layer_impulse(graph, timesteps), timestep_weights=w,
-                         timestep_weights_source=timestep_weights)
+                         timestep_weights_source=timestep_weights,
+                         downstream=downstream_impulse(graph, timesteps, rates))
 
 
 def _gradient_weights(graph: SpikingGraph, data: Dataset, timesteps: int, encoding: str,
@@ -125,7 +187,8 @@ def _gradient_weights(graph: SpikingGraph, data: Dataset, timesteps: int, encodi
     return g / g.max() if g.max() > 0 else np.ones(timesteps)
 
 
-__all__ = ["SYNAPTIC_KINDS", "TIMESTEP_WEIGHTS", "TemporalStats", "calibrate", "layer_impulse"]
+__all__ = ["SYNAPTIC_KINDS", "TIMESTEP_WEIGHTS", "TemporalStats", "calibrate",
+           "downstream_impulse", "layer_impulse", "neuron_successors"]
 
 
 def _device(graph: SpikingGraph) -> torch.device:

@@ -9,6 +9,15 @@ with :math:`h_l` the neuron's sub-threshold impulse response (:func:`impulse_res
 :math:`a_l` the RMS presynaptic activity per step and :math:`w_t` the step's contribution to the
 output.
 
+Downstream-aware (variant ``downstream``, docs/method.md): the chain response :math:`H_l` is the
+response at the output to a unit current into layer ``l``'s neurons, their impulse response
+convolved with the responses of every neuron population after them, averaged over the paths
+through the network (:func:`chain_response`; the graph walk that gives each neuron op its
+successors is :func:`slamp_deploy.prune.calibrate.downstream_impulse`). The ratio above with
+:math:`H_l` for :math:`h_l` (RMS over t) is the factor if errors crossed every later population
+linearly; the ratio with :math:`h_l` is the factor if they stopped at the first spike. The
+variant is their geometric mean, :math:`\sqrt{\lambda^{l2}_l(h_l)\,\lambda^{l2}_l(H_l)}`.
+
 Measured (:func:`measured_lambdas`): for every prunable layer :math:`l`, the smallest
 ``fraction`` of its alive weights is pruned
 temporarily and the distortion of the output layer's membrane (RMS over samples and outputs,
@@ -46,13 +55,14 @@ from slamp_deploy.prune.masks import magnitude_mask
 
 __all__ = [
     "LAMBDA_VARIANTS",
+    "chain_response",
     "distortion",
     "impulse_response",
     "measured_lambdas",
     "temporal_factor",
 ]
 
-LAMBDA_VARIANTS = ("max", "l2", "sqrt")
+LAMBDA_VARIANTS = ("max", "l2", "sqrt", "downstream")
 
 
 def impulse_response(kind: str | None, beta: float, alpha: float, timesteps: int) -> np.ndarray:
@@ -71,16 +81,47 @@ def impulse_response(kind: str | None, beta: float, alpha: float, timesteps: int
     return h
 
 
+def chain_response(h: np.ndarray, successors: list[tuple[np.ndarray, int]]) -> np.ndarray:
+    """Response at the output to a unit current into a neuron population, over T steps.
+
+    ``h`` is the population's own impulse response; ``successors`` holds, for every neuron
+    population its spikes reach without passing another neuron, that population's own chain
+    response and the number of distinct paths leading there. The result is ``h`` convolved with
+    the path-weighted mean of the successors' responses (each normalised to 1 at lag 0),
+    truncated to T and normalised to 1 at lag 0; with no successors (the readout) it is ``h``.
+    Every op is a convolution of non-negative sequences, so memoryless neurons everywhere
+    (``h = [1, 0, ...]``) give ``[1, 0, ...]`` again, and so does T = 1.
+    """
+    T = len(h)
+    h = np.asarray(h, dtype=np.float64)
+    total = sum(n for _, n in successors)
+    if total == 0:
+        return h / h[0] if h[0] > 0 else h
+    down = np.zeros(T)
+    for resp, n in successors:
+        down += n * resp[:T] / (resp[0] if resp[0] > 0 else 1.0)
+    out = np.convolve(h, down / total)[:T]
+    return out / out[0] if out[0] > 0 else out
+
+
 def temporal_factor(h: np.ndarray, activity: np.ndarray, weights: np.ndarray,
-                    variant: str = "max") -> float:
+                    variant: str = "max", chain: np.ndarray | None = None) -> float:
     """SLAMP's layer importance lambda from impulse response, activity and step weights.
 
     ``max`` is the worst case over time steps (the definition), ``l2`` replaces both maxima by an
-    RMS over time, ``sqrt`` is the dampened ``sqrt(max)``. A layer with no activity gets 1.
+    RMS over time, ``sqrt`` is the dampened ``sqrt(max)``. ``downstream`` is the geometric mean
+    of ``l2`` with ``h`` and ``l2`` with ``chain``, the layer's chain response
+    (:func:`chain_response`), which it needs. A layer with no activity gets 1.
     """
     if variant not in LAMBDA_VARIANTS:
         raise UsageError(f"--lambda-variant {variant!r}: unknown; choose one of "
                          f"{', '.join(LAMBDA_VARIANTS)}")
+    if variant == "downstream":
+        if chain is None:
+            raise UsageError("lambda variant 'downstream' needs the layer's chain response "
+                             "(calibrate() computes it)")
+        own = temporal_factor(h, activity, weights, "l2")
+        return math.sqrt(own * temporal_factor(chain, activity, weights, "l2"))
     T = len(activity)
     acc = np.array([sum(h[t - tau] * activity[tau] for tau in range(t + 1)) for t in range(T)])
     num_t = weights * acc
