@@ -12,8 +12,6 @@ trained, and the dense accuracy it reached). The loop is the temporal task's
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import torch
@@ -21,14 +19,12 @@ from slamp_deploy.examples.audio_task import (
     CLASSES,
     EVAL_SAMPLES,
     EVAL_SEED,
-    TIMESTEPS,
     TRAIN_SAMPLES,
     TRAIN_SEED,
     build_model,
     make_spikes,
 )
-from slamp_deploy.examples.train_temporal import run
-from torch import nn
+from slamp_deploy.examples.train_temporal import fit_and_save
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,33 +44,8 @@ def main() -> None:
     model = build_model()
     with torch.no_grad():  # 16 sparse inputs: the default init needs a little gain to fire
         model[0].weight.mul_(1.5)  # (the motion task's 4x / 3x silenced this subtract-reset net)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
-    gen = torch.Generator().manual_seed(args.seed)
-    t0 = time.time()
-    acc = 0.0
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(len(ytr), generator=gen)
-        for s in range(0, len(ytr), 64):
-            idx = order[s:s + 64]
-            loss = nn.functional.cross_entropy(run(model, xtr[:, idx]), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
-        model.eval()
-        with torch.no_grad():
-            acc = (run(model, xev).argmax(1) == yev).float().mean().item()
-        print(f"epoch {epoch + 1:3d}  loss {loss.item():.3f}  eval accuracy {acc:.4f}", flush=True)
-    torch.save({k: v for k, v in model.state_dict().items()
-                if k.rsplit(".", 1)[-1] not in ("mem", "syn")}, args.out)
-    meta = {"epochs": args.epochs, "seed": args.seed, "timesteps": TIMESTEPS,
-            "lr": args.lr, "eval_accuracy": round(acc, 4), "chance": round(1 / CLASSES, 4),
-            "eval_samples": len(yev), "train_samples": len(ytr),
-            "train_seconds": round(time.time() - t0, 1)}
-    args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(json.dumps(meta))
+    fit_and_save(model, (xtr, ytr), (xev, yev), epochs=args.epochs, lr=args.lr, seed=args.seed,
+                 out=args.out, chance=1 / CLASSES)
 
 
 if __name__ == "__main__":

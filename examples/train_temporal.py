@@ -20,7 +20,6 @@ import torch
 from slamp_deploy.examples.temporal_task import (
     EVAL_SAMPLES,
     EVAL_SEED,
-    TIMESTEPS,
     TRAIN_SAMPLES,
     TRAIN_SEED,
     build_model,
@@ -41,6 +40,43 @@ def run(model: nn.Module, seq: torch.Tensor) -> torch.Tensor:
     return counts
 
 
+def fit_and_save(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
+                 evaluation: tuple[torch.Tensor, torch.Tensor], *, epochs: int, lr: float,
+                 seed: int, out: Path, chance: float) -> float:
+    """BPTT on spike counts (Adam, cosine schedule, batches of 64 in a seeded order), then save
+    the state_dict without neuron states to ``out`` and how it was trained beside it (.json).
+    Shared by the temporal and audio tasks' scripts; returns the final evaluation accuracy."""
+    (xtr, ytr), (xev, yev) = train, evaluation
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.time()
+    acc = 0.0
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(ytr), generator=gen)
+        for s in range(0, len(ytr), 64):
+            idx = order[s:s + 64]
+            loss = nn.functional.cross_entropy(run(model, xtr[:, idx]), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+        model.eval()
+        with torch.no_grad():
+            acc = (run(model, xev).argmax(1) == yev).float().mean().item()
+        print(f"epoch {epoch + 1:3d}  loss {loss.item():.3f}  eval accuracy {acc:.4f}", flush=True)
+    torch.save({k: v for k, v in model.state_dict().items()
+                if k.rsplit(".", 1)[-1] not in ("mem", "syn")}, out)
+    meta = {"epochs": epochs, "seed": seed, "timesteps": int(xtr.shape[0]),
+            "lr": lr, "eval_accuracy": round(acc, 4), "chance": round(chance, 4),
+            "eval_samples": len(yev), "train_samples": len(ytr),
+            "train_seconds": round(time.time() - t0, 1)}
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(json.dumps(meta))
+    return acc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=60)
@@ -56,33 +92,8 @@ def main() -> None:
     with torch.no_grad():  # PyTorch's default init is too small for 0/1 events to reach
         for i, gain in ((0, 4.0), (2, 3.0), (4, 3.0)):  # threshold 1: scale it up per layer
             model[i].weight.mul_(gain)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
-    gen = torch.Generator().manual_seed(args.seed)
-    t0 = time.time()
-    acc = 0.0
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(len(ytr), generator=gen)
-        for s in range(0, len(ytr), 64):
-            idx = order[s:s + 64]
-            loss = nn.functional.cross_entropy(run(model, xtr[:, idx]), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
-        model.eval()
-        with torch.no_grad():
-            acc = (run(model, xev).argmax(1) == yev).float().mean().item()
-        print(f"epoch {epoch + 1:3d}  loss {loss.item():.3f}  eval accuracy {acc:.4f}", flush=True)
-    torch.save({k: v for k, v in model.state_dict().items()
-                if k.rsplit(".", 1)[-1] not in ("mem", "syn")}, args.out)
-    meta = {"epochs": args.epochs, "seed": args.seed, "timesteps": TIMESTEPS,
-            "lr": args.lr, "eval_accuracy": round(acc, 4), "chance": round(1 / 8, 4),
-            "eval_samples": len(yev), "train_samples": len(ytr),
-            "train_seconds": round(time.time() - t0, 1)}
-    args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(json.dumps(meta))
+    fit_and_save(model, (xtr, ytr), (xev, yev), epochs=args.epochs, lr=args.lr, seed=args.seed,
+                 out=args.out, chance=1 / 8)
 
 
 if __name__ == "__main__":
