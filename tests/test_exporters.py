@@ -33,13 +33,13 @@ LAVA_SIDE = ("nir_graph", "nir_nodes", "neuron_step", "nir_sim", "lava_stages", 
 
 
 def test_registry_lists_the_built_in_exporters_and_names_the_known_ones() -> None:
-    assert available_exporters()[:3] == ("nir", "onnx", "lava")
-    for name in ("nir", "onnx", "lava"):
+    assert available_exporters()[:4] == ("nir", "nir-norse", "onnx", "lava")
+    for name in ("nir", "nir-norse", "onnx", "lava"):
         ex = get_exporter(name)
         assert isinstance(ex, Exporter) and ex.name == name
     assert get_exporter("lava", mode="fixed_pt").mode == "fixed_pt"  # type: ignore[attr-defined]
     with pytest.raises(ExportError, match="exporter 'speck' is unknown; known exporters: nir, "
-                                          "onnx, lava"):
+                                          "nir-norse, onnx, lava"):
         get_exporter("speck")
 
 
