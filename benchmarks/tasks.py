@@ -21,8 +21,10 @@ samples and only the calibration subset and the retraining order change with the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,32 +91,34 @@ def prepare(name: str, workdir: str | Path, *, train_limit: int | None = None,
     if name == "temporal":
         from slamp_deploy.examples import temporal_task as tt
 
-        paths = {}
-        for part, n, seed, lim in (("train", tt.TRAIN_SAMPLES, tt.TRAIN_SEED, train_limit),
-                                   ("eval", tt.EVAL_SAMPLES, tt.EVAL_SEED, eval_limit)):
-            x, y = _limit(*tt.make_events(n, seed), lim, sequence=True)
-            paths[part] = d / f"temporal_{part}{'' if lim is None else f'_{lim}'}.npz"
-            np.savez(paths[part], x=x, y=y)
-        return Task(name="temporal", model="slamp_deploy.examples.temporal_task:build_model",
-                    weights=str(tt.weights_path()), train=paths["train"], eval=paths["eval"],
-                    encoding="direct", readout=tt.READOUT, timesteps=tt.TIMESTEPS,
-                    description=f"synthetic DVS-like motion, {tt.CLASSES} classes, 1x{tt.PIXELS} "
-                                f"event sensor, T={tt.TIMESTEPS}, MLP (beta "
-                                f"{'/'.join(map(str, tt.BETAS))}), spike-count readout")
+        return _sequence_task(
+            name, tt, tt.make_events, d, train_limit, eval_limit,
+            description=f"synthetic DVS-like motion, {tt.CLASSES} classes, 1x{tt.PIXELS} "
+                        f"event sensor, T={tt.TIMESTEPS}, MLP (beta "
+                        f"{'/'.join(map(str, tt.BETAS))}), spike-count readout")
     if name == "audio":
         from slamp_deploy.examples import audio_task as at
 
-        paths = {}
-        for part, n, seed, lim in (("train", at.TRAIN_SAMPLES, at.TRAIN_SEED, train_limit),
-                                   ("eval", at.EVAL_SAMPLES, at.EVAL_SEED, eval_limit)):
-            x, y = _limit(*at.make_spikes(n, seed), lim, sequence=True)
-            paths[part] = d / f"audio_{part}{'' if lim is None else f'_{lim}'}.npz"
-            np.savez(paths[part], x=x, y=y)
-        return Task(name="audio", model="slamp_deploy.examples.audio_task:build_model",
-                    weights=str(at.weights_path()), train=paths["train"], eval=paths["eval"],
-                    encoding="direct", readout=at.READOUT, timesteps=at.TIMESTEPS,
-                    description=f"synthetic audio-like tone patterns, {at.CLASSES} classes, "
-                                f"{at.CHANNELS}-band filter bank into spikes, T={at.TIMESTEPS}, "
-                                f"MLP (per-neuron beta 0.5-0.95 Leaky / Synaptic alpha "
-                                f"{at.ALPHA} beta 0.7-0.97 / beta 0.9), spike-count readout")
+        return _sequence_task(
+            name, at, at.make_spikes, d, train_limit, eval_limit,
+            description=f"synthetic audio-like tone patterns, {at.CLASSES} classes, "
+                        f"{at.CHANNELS}-band filter bank into spikes, T={at.TIMESTEPS}, "
+                        f"MLP (per-neuron beta 0.5-0.95 Leaky / Synaptic alpha "
+                        f"{at.ALPHA} beta 0.7-0.97 / beta 0.9), spike-count readout")
     raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+
+
+def _sequence_task(name: str, mod: Any, make: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+                   d: Path, train_limit: int | None, eval_limit: int | None, *,
+                   description: str) -> Task:
+    """A generated sequence task (``mod`` is its example module: sample counts, seeds, weights):
+    its train and eval sets written to ``d`` as .npz, then the Task that names them."""
+    paths = {}
+    for part, n, seed, lim in (("train", mod.TRAIN_SAMPLES, mod.TRAIN_SEED, train_limit),
+                               ("eval", mod.EVAL_SAMPLES, mod.EVAL_SEED, eval_limit)):
+        x, y = _limit(*make(n, seed), lim, sequence=True)
+        paths[part] = d / f"{name}_{part}{'' if lim is None else f'_{lim}'}.npz"
+        np.savez(paths[part], x=x, y=y)
+    return Task(name=name, model=f"{mod.__name__}:build_model", weights=str(mod.weights_path()),
+                train=paths["train"], eval=paths["eval"], encoding="direct", readout=mod.READOUT,
+                timesteps=mod.TIMESTEPS, description=description)
