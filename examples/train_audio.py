@@ -11,7 +11,6 @@ trained, and the dense accuracy it reached). The loop is the temporal task's
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -24,18 +23,13 @@ from slamp_deploy.examples.audio_task import (
     build_model,
     make_spikes,
 )
-from slamp_deploy.examples.train_temporal import fit_and_save
+from slamp_deploy.examples.train_temporal import fit_and_save, training_args
 
 HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--out", type=Path, default=HERE / "audio_mlp.pt")
-    args = ap.parse_args()
+    args = training_args(__doc__, epochs=30, lr=2e-3, out=HERE / "audio_mlp.pt")
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)  # a small net: one thread is faster than two on a loaded machine

@@ -18,6 +18,7 @@ from pathlib import Path
 import snntorch.utils
 import torch
 from slamp_deploy.examples.temporal_task import (
+    CLASSES,
     EVAL_SAMPLES,
     EVAL_SEED,
     TRAIN_SAMPLES,
@@ -77,13 +78,18 @@ def fit_and_save(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
     return acc
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=60)
+def training_args(doc: str, *, epochs: int, lr: float, out: Path) -> argparse.Namespace:
+    """The options of a task's training script (--epochs, --seed, --lr, --out), parsed."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=epochs)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lr", type=float, default=5e-3)
-    ap.add_argument("--out", type=Path, default=HERE / "temporal_mlp.pt")
-    args = ap.parse_args()
+    ap.add_argument("--lr", type=float, default=lr)
+    ap.add_argument("--out", type=Path, default=out)
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = training_args(__doc__, epochs=60, lr=5e-3, out=HERE / "temporal_mlp.pt")
 
     torch.manual_seed(args.seed)
     xtr, ytr = (torch.from_numpy(a) for a in make_events(TRAIN_SAMPLES, TRAIN_SEED))
@@ -93,7 +99,7 @@ def main() -> None:
         for i, gain in ((0, 4.0), (2, 3.0), (4, 3.0)):  # threshold 1: scale it up per layer
             model[i].weight.mul_(gain)
     fit_and_save(model, (xtr, ytr), (xev, yev), epochs=args.epochs, lr=args.lr, seed=args.seed,
-                 out=args.out, chance=1 / 8)
+                 out=args.out, chance=1 / CLASSES)
 
 
 if __name__ == "__main__":

@@ -100,8 +100,11 @@ def _print_summary(console: Any, report: RunReport, out_dir: str) -> None:
     console.print(f"total {tim.get('total', 0):.1f} s · "
                   + " · ".join(f"{k} {v:.1f} s" for k, v in tim.items() if k != "total"),
                   soft_wrap=True)
+    from slamp_deploy.verify import FileCheck
+
     checks = report.export.checks if report.export else ()
-    extra = [c.file for c in checks if c.name.startswith("nir-") and c.file]
+    # every other registered exporter that ran wrote its file into the folder (verify.FileCheck)
+    extra = [c.file for c in checks if isinstance(c, FileCheck) and c.spikes and c.file]
     if report.structure:
         extra += ["structure.json", "compact_model.py"]
     console.print(f"outputs: {out_dir}/ report.json, report.md, pruned.pt, model.nir, "
