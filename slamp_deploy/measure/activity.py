@@ -412,7 +412,7 @@ def measure(graph: SpikingGraph, data: Dataset, *, timesteps: int, encoding: str
     gen = torch.Generator().manual_seed(seed)
     n = 0
     try:
-        with torch.no_grad(), _one_thread():
+        with torch.no_grad(), _threads_for(sum(c.synapses_total for c in conn)):
             for xb, _ in data.batches(batch_size):
                 x = encode(xb.to(device), T, encoding, sequence=data.sequence, generator=gen)
                 if x.shape[0] != T:
@@ -461,16 +461,27 @@ def _layer_activity(la: Layer, op: Op, c: _Connectivity, n: int, ev: list[int], 
     return activity
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run the measurement on one intra-op thread, then restore the setting.
+#: below this many synapses (every weight kept, all layers) a step's ops are short enough that
+#: their thread barriers cost more than the threads give
+ONE_THREAD_BELOW_SYNAPSES = 20_000_000
 
-    The tensors are small and the observer adds many short ops per step; on a shared machine
-    every op's thread barrier waits for a busy core, which made the measurement of the built-in
-    example 40x slower with 2 threads than with 1 (12.6 s against 0.3 s). Counts are integers, so
-    the result does not depend on the thread count.
+
+@contextmanager
+def _threads_for(synapses: int) -> Iterator[None]:
+    """Run a small network's measurement on one intra-op thread, then restore the setting.
+
+    The tensors of a small network are small and the observer adds many short ops per step; on
+    a shared machine every op's thread barrier waits for a busy core, which made the
+    measurement of the built-in example 40x slower with 2 threads than with 1 (12.6 s against
+    0.3 s). A network of VGG size (9-15M weights, hundreds of millions of synapses) is the
+    other way round: its convolutions dominate, and one thread made the measurement cost 1.6
+    calibration passes for two passes over the evaluation set. Counts are integers, so the
+    result does not depend on the thread count.
     """
     n = torch.get_num_threads()
+    if synapses >= ONE_THREAD_BELOW_SYNAPSES:
+        yield
+        return
     torch.set_num_threads(1)
     try:
         yield
