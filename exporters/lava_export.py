@@ -109,6 +109,11 @@ class LavaResult(Mapping[str, np.ndarray]):
         return tuple(lava_stages.LayerStats.from_json(d) for d in self.stats.get("layers", []))
 
     @property
+    def method(self) -> str:
+        """"network" (one Lava run) or "layers" (each layer fed the reference's spikes)."""
+        return str(self.stats.get("method", "network"))
+
+    @property
     def reset_substituted(self) -> bool:
         """True when some layer's subtract/none reset ran as Loihi's zero reset."""
         return any(layer.reset_substituted for layer in self.layers)
@@ -156,17 +161,28 @@ def _quant_warnings(stats: dict) -> list[str]:
     return out
 
 
+#: stored synapses one Lava run may hold (all samples' block-diagonal copies): about 1.2 GB of
+#: CSR matrix in the runner, and again in each Sparse process. Above it, with reference spikes
+#: given, the runner goes layer by layer.
+MAX_NNZ = 100_000_000
+
+
 def run_lava(
     nir_path: str | Path, x: np.ndarray, mode: str = "floating_pt",
     workdir: str | Path | None = None, timeout_s: float = 600.0, clip_percentile: float = 100.0,
-    python: str | Path | None = None,
+    python: str | Path | None = None, reference: Mapping[str, np.ndarray] | None = None,
+    max_nnz: int = MAX_NNZ,
 ) -> LavaResult:
     """Run the NIR file on Lava for ``T = x.shape[0]`` steps on ``x`` [T, N, *input_shape].
 
-    All N samples run in one Lava run (block-diagonal copies). ``workdir`` holds the exchange
-    files (default: the NIR file's folder). Raises ExportError when the interpreter is missing,
-    the graph cannot run on Lava (the runner's message names the node), the run fails (with
-    the tail of its stderr) or it exceeds ``timeout_s``.
+    All N samples run in one Lava run (block-diagonal copies) while the network's stored
+    synapses times N are at most ``max_nnz``. A larger network runs layer by layer when
+    ``reference`` (spikes [T, N, *shape] of every neuron node, e.g. :func:`reference_spikes`)
+    is given: each layer is fed its sources' reference spikes (``LavaResult.method`` says
+    which). ``workdir`` holds the exchange files (default: the NIR file's folder). Raises
+    ExportError when the interpreter is missing, the graph cannot run on Lava (the runner's
+    message names the node), the run fails (with the tail of its stderr) or it exceeds
+    ``timeout_s``.
     """
     if mode not in MODES:
         raise ExportError(f"Lava mode {mode!r} is unknown; use one of {', '.join(MODES)}")
@@ -192,8 +208,13 @@ def run_lava(
     cmd = [
         str(py), str(RUNNER), "--nir", str(nir_path.resolve()), "--input", str(in_path),
         "--output", str(out_path), "--stats", str(stats_path), "--mode", mode,
-        "--clip-percentile", repr(float(clip_percentile)),
+        "--clip-percentile", repr(float(clip_percentile)), "--max-nnz", str(int(max_nnz)),
     ]
+    if reference is not None:
+        ref_path = work / "lava_reference.npz"
+        ref = {f"spikes:{k}": np.asarray(v, dtype=np.uint8) for k, v in reference.items()}
+        write_atomically(ref_path, lambda tmp: _save_npz(tmp, **ref))
+        cmd += ["--reference", str(ref_path)]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["PYTHONNOUSERSITE"] = "1"
     t0 = time.perf_counter()
@@ -327,6 +348,8 @@ class LavaExporter:
     def describe(self, path: Path) -> dict[str, Any]:
         return {}
 
-    def run(self, path: Path, x: np.ndarray) -> LavaResult:
+    def run(self, path: Path, x: np.ndarray,
+            reference: Mapping[str, np.ndarray] | None = None) -> LavaResult:
         return run_lava(path, x, mode=self.mode, workdir=Path(path).parent / self.mode,
-                        timeout_s=self.timeout_s, clip_percentile=self.clip_percentile)
+                        timeout_s=self.timeout_s, clip_percentile=self.clip_percentile,
+                        reference=reference)

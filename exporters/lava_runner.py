@@ -1,7 +1,8 @@
 """Run a NIR graph on Lava's Loihi 2 simulator (lava-nc 0.10.0): a script for the Lava interpreter.
 
     python lava_runner.py --nir model.nir --input in.npz --output out.npz \
-        --mode floating_pt|fixed_pt [--stats out.json] [--clip-percentile 100] [--verbose]
+        --mode floating_pt|fixed_pt [--stats out.json] [--clip-percentile 100] \
+        [--reference ref.npz --max-nnz N] [--verbose]
 
 Runs inside the Python 3.10 / numpy<2 interpreter made by ``scripts/lava-env.sh``; the main
 environment talks to it through files only (``exporters/lava_export.py``). The graph-to-matrix
@@ -61,6 +62,18 @@ Network built (one Lava run for all N samples)
   mantissa scale and weight exponent (quantized as one matrix); only a graded-input branch
   differs, by the input shift. A synaptic node with several inputs (a join after the neurons)
   is refused by name.
+
+Layer by layer (``--reference ref.npz --max-nnz N``)
+----------------------------------------------------
+A network whose stored synapses over all N samples exceed ``--max-nnz`` (a VGG/ResNet-19
+export holds 90-500M per sample: the unrolled convolutions) runs one layer at a time when the
+reference spikes of every neuron node are given: each layer's own Lava run reads its sources'
+spikes from RingBuffers (the network input as above) at depth 0, so it needs no DelaySparse and
+one step of delay, and its samples go in chunks of at most ``--max-nnz`` synapses (a layer that
+reads the network input takes every sample at once: fixed_pt quantizes that input over all of
+them). Memory is then one layer's synapses, not the network's; each layer answers the
+reference's inputs, so an error in one layer does not reach the next. ``out.json`` says
+``"method": "layers"`` (else ``"network"``) and how many Lava runs it took (``"runs"``).
 
 floating_pt uses float64 (Lava's float models); it agrees spike for spike with
 ``nir_sim.simulate(graph, x, dtype=float64)``. fixed_pt quantizes per layer:
@@ -267,7 +280,7 @@ def _connect_branches(net: _Net, st: Stage, mat: sp.csr_matrix, neuron: Any
     col = 0
     branches = []
     for src, size in st.sources:
-        part = sp.csr_matrix(mat[:, col:col + size])
+        part = mat if size == mat.shape[1] else sp.csr_matrix(mat[:, col:col + size])
         col += size
         wait = st.depth - 1 - (0 if src is None else net.depth[src])
         g = src is None and not net.binary
@@ -276,7 +289,8 @@ def _connect_branches(net: _Net, st: Stage, mat: sp.csr_matrix, neuron: Any
             w_q = net.qmats[-1][0]
             kw.update(weight_exp=w_q.weight_exp - (net.input_shift if g else 0),
                       num_weight_bits=8, sign_mode=getattr(SignMode, w_q.sign_mode))
-        weights = sp.kron(eye, part, format="csr")
+        # one sample: the matrix itself (kron would copy hundreds of millions of synapses)
+        weights = part if net.n == 1 else sp.kron(eye, part, format="csr")
         tag = "input" if src is None else src
         if wait > lava_stages.MAX_DELAY:
             raise ExportError(f"NIR node {st.name!r}: the branch from {tag!r} must wait "
@@ -405,10 +419,13 @@ def _read_sinks(net: _Net, stages: list[Stage], n_steps: int) -> dict[str, np.nd
 def run_lava_network(
     stages: list[Stage], x: np.ndarray, mode: str, workdir: Path,
     clip_percentile: float = 100.0, log: Any = None,
+    fed: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Build and run the block-diagonal network; returns (aligned spikes, stats).
 
-    ``workdir`` receives one ``sink_<i>.npy`` per layer from the sink processes.
+    ``workdir`` receives one ``sink_<i>.npy`` per layer from the sink processes. ``fed``:
+    neuron nodes outside ``stages`` whose spikes [T, N, *shape] come from a RingBuffer at
+    depth 0 (the layer-by-layer run feeds each layer its sources' reference spikes).
     """
     if not _HAVE_LAVA:
         raise ExportError("lava-nc is not importable here: run this script with the Lava "
@@ -427,6 +444,9 @@ def run_lava_network(
     net = _Net(n=n, steps=steps, binary=binary, fixed=fixed, input_shift=input_shift,
                clip_percentile=clip_percentile, source=source, bias_src=bias_src,
                workdir=Path(workdir), stats=stats)
+    for src, spk in (fed or {}).items():
+        net.outs[src] = _fed_source(spk, steps, np.int32 if fixed else np.float64)
+        net.depth[src] = 0
     for li, st in enumerate(stages):
         _add_layer(net, st, li, len(stages))
     if not any(st.bias is not None for st in stages):
@@ -437,10 +457,11 @@ def run_lava_network(
     layers = net.layers
     if fixed:
         x_in = flat.reshape(n_steps * n, -1)  # quantized graded input, or 0/1 spikes
+        seen = {**(fed or {}), **spikes}
         layers = [
             dataclasses.replace(layer, quant=dataclasses.replace(
                 layer.quant, a_in_max_abs_observed=lava_stages.observed_a_in(
-                    st, w_q, b_q, x_in, spikes, binary, input_shift)))
+                    st, w_q, b_q, x_in, seen, binary, input_shift)))
             for layer, st, (w_q, b_q) in zip(net.layers, stages, net.qmats, strict=True)]
     stats["layers"] = [layer.to_json() for layer in layers]
     t_end = time.perf_counter()
@@ -449,7 +470,104 @@ def run_lava_network(
     return spikes, stats
 
 
+def _fed_source(spikes: np.ndarray, steps: int, dtype: Any) -> Any:
+    """A RingBuffer replaying ``spikes`` [T, N, *shape] (zero padded to ``steps``); its s_out."""
+    from lava.proc.io.source import RingBuffer as Source
+
+    n_steps, n = spikes.shape[:2]
+    data = np.zeros((n * int(np.prod(spikes.shape[2:])), steps))
+    data[:, :n_steps] = spikes.reshape(n_steps, n, -1).transpose(1, 2, 0).reshape(-1, n_steps)
+    return Source(data=data.astype(dtype)).s_out
+
+
+def network_nnz(stages: list[Stage]) -> int:
+    """Stored synapses of one sample's copy of the whole network (every branch and bias)."""
+    return sum(int(st.matrix.nnz) + (0 if st.bias is None else int(st.n_out)) for st in stages)
+
+
+def run_lava_layers(
+    stages: list[Stage], x: np.ndarray, mode: str, workdir: Path, reference: dict[str, np.ndarray],
+    max_nnz: int, clip_percentile: float = 100.0, log: Any = None,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Each layer in its own Lava run, fed its sources' spikes from ``reference`` (the float64
+    model's) and the network input: Lava's memory is one layer's synapses times the samples of
+    a run, not the whole network's. A layer that reads only other layers runs its samples in
+    chunks of at most ``max_nnz`` stored synapses; a layer that reads the network input runs
+    every sample at once (fixed_pt quantizes that input over all samples, as the whole-network
+    run does). Spikes per layer are that layer's answer to the reference's inputs, so a
+    layer's error does not reach the next one."""
+    n = int(x.shape[1])
+    parts: dict[str, list[np.ndarray]] = {st.name: [] for st in stages}
+    stats: dict[str, Any] = {"layers": [], "warnings": [], "runs": 0}
+    t0 = time.perf_counter()
+    for st in stages:
+        one = dataclasses.replace(st, depth=1)
+        reads_input = any(src is None for src, _ in st.sources)
+        chunk = n if reads_input else max(1, min(n, max_nnz // max(network_nnz([one]), 1)))
+        layer_stats: dict[str, Any] | None = None
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            fed = {src: np.asarray(reference[src][:, a:b]) for src, _ in st.sources
+                   if src is not None}
+            if log:
+                log(f"layer {st.name}: samples {a}-{b - 1} of {n}")
+            spk, sta = run_lava_network([one], x[:, a:b], mode, workdir, clip_percentile,
+                                        None, fed)
+            parts[st.name].append(spk[st.name])
+            stats["runs"] += 1
+            stats["warnings"].extend(w for w in sta["warnings"] if w not in stats["warnings"])
+            for k in ("input_quant",):
+                if k in sta:
+                    stats[k] = sta[k]
+            layer_stats = _merge_layer(layer_stats, sta["layers"][0])
+        assert layer_stats is not None
+        layer_stats["delay"] = st.depth  # the whole network's delay, as its record says
+        stats["layers"].append(layer_stats)
+    spikes = {k: np.concatenate(v, axis=1) for k, v in parts.items()}
+    stats["lava_steps"] = int(x.shape[0]) + 1
+    stats["timings"] = {"build_s": 0.0, "lava_s": time.perf_counter() - t0}
+    return spikes, stats
+
+
+def _merge_layer(acc: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """One layer's record over its sample chunks: the same weights, the largest a_in seen."""
+    if acc is None:
+        return new
+    q_a, q_n = acc.get("quant"), new.get("quant")
+    if q_a is not None and q_n is not None:
+        q_a["a_in_max_abs_observed"] = max(q_a["a_in_max_abs_observed"],
+                                           q_n["a_in_max_abs_observed"])
+        q_a["a_in_overflow_observed"] = bool(q_a["a_in_overflow_observed"]
+                                             or q_n["a_in_overflow_observed"])
+    return acc
+
+
 # --------------------------------------------------------------------------- CLI
+
+
+def _run_cli(stages: list[Stage], x: np.ndarray, args: argparse.Namespace, log: Any
+             ) -> tuple[dict[str, np.ndarray], dict]:
+    """The whole network in one Lava run, or layer by layer when its synapses for every sample
+    exceed --max-nnz and the reference spikes are given."""
+    nnz = network_nnz(stages) * int(x.shape[1])
+    if args.max_nnz is None or nnz <= args.max_nnz or args.reference is None:
+        spikes, stats = run_lava_network(stages, x, args.mode, args.output.parent,
+                                         args.clip_percentile, log)
+        stats["method"] = "network"
+    else:
+        with np.load(args.reference) as f:
+            reference = {k.split(":", 1)[1]: f[k] for k in f.files if k.startswith("spikes:")}
+        missing = [src for st in stages for src, _ in st.sources
+                   if src is not None and src not in reference]
+        if missing:
+            raise ExportError(f"reference {args.reference.name} has no spikes for neuron node "
+                              f"{missing[0]!r}: give every neuron node's spikes")
+        spikes, stats = run_lava_layers(stages, x, args.mode, args.output.parent, reference,
+                                        args.max_nnz, args.clip_percentile, log)
+        stats["method"] = "layers"
+    stats.update(network_nnz_all_samples=nnz, max_nnz=args.max_nnz)
+    return spikes, stats
+
 
 
 def _versions() -> dict:
@@ -485,6 +603,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", required=True, choices=("floating_pt", "fixed_pt"))
     ap.add_argument("--stats", type=Path, default=None)
     ap.add_argument("--clip-percentile", type=float, default=100.0)
+    ap.add_argument("--reference", type=Path, default=None,
+                    help="npz of spikes:<node> [T, N, *shape] for every neuron node (the float64 "
+                         "model's): lets a network over --max-nnz run layer by layer")
+    ap.add_argument("--max-nnz", type=int, default=None,
+                    help="stored synapses (all samples' copies) one Lava run may hold")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     log = (lambda m: print(f"lava_runner: {m}", file=sys.stderr)) if args.verbose else None
@@ -501,8 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         if x.ndim < 2 or tuple(x.shape[2:]) != in_shape:
             raise ExportError(f"input x has shape {x.shape}; expected [T, N, *{in_shape}]")
         stages, ignored = lava_stages.build_stages(graph)
-        spikes, stats = run_lava_network(
-            stages, x, args.mode, args.output.parent, args.clip_percentile, log)
+        spikes, stats = _run_cli(stages, x, args, log)
     except ExportError as exc:
         print(f"lava_runner: error: {exc}", file=sys.stderr)
         return 2

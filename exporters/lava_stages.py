@@ -89,31 +89,176 @@ def compose_affine(
 ) -> tuple[sp.csr_matrix, np.ndarray | None, tuple[int, ...]]:
     """The chain of synaptic/shape nodes ``names`` as (sparse M [out, in], bias or None, shape).
 
-    Exact for a single weight node (each entry is the float weight itself); built in chunks of
-    basis vectors so large convs never need a dense [out, in] matrix.
+    Each node's matrix is built from its parameters (:func:`node_matrix`: a conv's kept taps at
+    every output position, a pool's window, ...), so the cost is the matrix's size, not one
+    forward pass per input unit (a VGG conv layer has 65,536 inputs); the chain is their sparse
+    product. Exact for a single weight node (each entry is the float weight itself) and for
+    chains where each entry has one path (a pool into a conv). A node type without a builder
+    falls back to running the chain on basis vectors in chunks. The bias is the chain's output
+    on a zero input.
     """
-    n_in = int(np.prod(in_shape)) if in_shape else 1
     nodes = [graph.nodes[n] for n in names]
     plain = [nir_nodes.NODES[nir_nodes.type_name(node)].strip_bias(node) for node in nodes]
-
-    def run(x: np.ndarray, chain: list[Any]) -> np.ndarray:
-        for n, node in zip(names, chain, strict=True):
-            x = nir_nodes.apply_node(n, node, x)
-        return x
-
-    zero = run(np.zeros((1, *in_shape)), nodes)
+    zero = _run_chain(names, nodes, np.zeros((1, *in_shape)))
     out_shape = tuple(zero.shape[1:])
     bias = zero.reshape(-1)
+    mat = _chain_product(plain, in_shape)
+    if mat is None:
+        mat = _basis_matrix(names, plain, in_shape)
+    mat.eliminate_zeros()
+    mat.sort_indices()
+    return mat, (bias if np.any(bias) else None), out_shape
+
+
+def _run_chain(names: list[str], chain: list[Any], x: np.ndarray) -> np.ndarray:
+    for n, node in zip(names, chain, strict=True):
+        x = nir_nodes.apply_node(n, node, x)
+    return x
+
+
+def _chain_product(plain: list[Any], in_shape: tuple[int, ...]) -> sp.csr_matrix | None:
+    """The product of the chain's node matrices (last node first), or None if one node has no
+    builder."""
+    mat: sp.csr_matrix | None = None
+    shape = tuple(in_shape)
+    n_in = int(np.prod(in_shape)) if in_shape else 1
+    for node in plain:
+        built = node_matrix(node, shape)
+        if built is None:
+            return None
+        m, shape = built
+        mat = m if mat is None else sp.csr_matrix(m @ mat)
+    return sp.identity(n_in, format="csr") if mat is None else mat
+
+
+def _basis_matrix(names: list[str], plain: list[Any], in_shape: tuple[int, ...]
+                  ) -> sp.csr_matrix:
+    """The chain run on the unit vectors of its input, _CHUNK at a time."""
+    n_in = int(np.prod(in_shape)) if in_shape else 1
     blocks = []
     for start in range(0, n_in, _CHUNK):
         stop = min(start + _CHUNK, n_in)
         basis = np.zeros((stop - start, n_in))
         basis[np.arange(stop - start), np.arange(start, stop)] = 1.0
-        cols = run(basis.reshape((stop - start, *in_shape)), plain).reshape(stop - start, -1)
-        blocks.append(sp.csr_matrix(cols.T))
-    mat = sp.hstack(blocks, format="csr") if blocks else sp.csr_matrix((bias.size, 0))
-    mat.eliminate_zeros()
-    return mat, (bias if np.any(bias) else None), out_shape
+        cols = _run_chain(names, plain, basis.reshape((stop - start, *in_shape)))
+        blocks.append(sp.csr_matrix(cols.reshape(stop - start, -1).T))
+    return sp.hstack(blocks, format="csr")
+
+
+def node_matrix(node: Any, in_shape: tuple[int, ...]
+                ) -> tuple[sp.csr_matrix, tuple[int, ...]] | None:
+    """A bias-free synaptic or shape node as (sparse [out, in] float64 matrix, output shape),
+    built from its parameters; None for a type that has no builder here."""
+    build = _MATRICES.get(nir_nodes.type_name(node))
+    return None if build is None else build(node, tuple(int(v) for v in in_shape))
+
+
+def _dense_matrix(node: Any, in_shape: tuple[int, ...]
+                  ) -> tuple[sp.csr_matrix, tuple[int, ...]] | None:
+    w = np.asarray(node.weight, dtype=np.float64)
+    if w.ndim != 2 or w.shape[1] != int(np.prod(in_shape)):
+        return None  # apply_node names the mismatch
+    return sp.csr_matrix(w), (int(w.shape[0]),)
+
+
+def _conv_matrix(node: Any, in_shape: tuple[int, ...]
+                 ) -> tuple[sp.csr_matrix, tuple[int, ...]] | None:
+    """Every kept tap (co, ci, k) at every output position o reads input o * stride - pad +
+    k * dilation, where that lies inside the input (torch's cross-correlation, zero padding).
+
+    Built row by row in CSR order, one output channel at a time: the taps of a channel in
+    C order (ci, then k) give increasing columns at every position, so nothing is sorted."""
+    w = np.asarray(node.weight, dtype=np.float64)
+    nd = w.ndim - 2
+    if len(in_shape) != nd + 1 or in_shape[0] != w.shape[1] * int(node.groups):
+        return None
+    stride, dilation, pads = nir_nodes.conv_geometry(node, w)
+    space, ks = in_shape[1:], w.shape[2:]
+    cout, cin_g = w.shape[0], w.shape[1]
+    cout_g = cout // int(node.groups)
+    out_sp = tuple((space[d] + pads[d][0] + pads[d][1] - dilation[d] * (ks[d] - 1) - 1)
+                   // stride[d] + 1 for d in range(nd))
+    n_pos, n_space = int(np.prod(out_sp)), int(np.prod(space))
+    # flat input offset (within one channel) of every (output position, kernel tap), both in C
+    # order; -1 where the tap falls on padding
+    flat = np.zeros((1, 1), dtype=np.int64)
+    valid = np.ones((1, 1), dtype=bool)
+    for d in range(nd):
+        c = (np.arange(out_sp[d])[:, None] * stride[d] - pads[d][0]
+             + np.arange(ks[d])[None, :] * dilation[d])  # [O_d, K_d]
+        shape = (flat.shape[0] * out_sp[d], flat.shape[1] * ks[d])
+        flat = (flat[:, None, :, None] * space[d] + c[None, :, None, :]).reshape(shape)
+        valid = (valid[:, None, :, None]
+                 & ((c >= 0) & (c < space[d]))[None, :, None, :]).reshape(shape)
+    flat[~valid] = -1
+    idx_dtype = np.int32 if in_shape[0] * n_space < 2**31 else np.int64
+    flat = flat.astype(idx_dtype)
+    data, indices, counts = [], [], []
+    for co in range(cout):
+        wc = w[co].reshape(cin_g, -1)  # [cin_g, K]
+        ci_l, k_l = np.nonzero(wc)  # C order: columns increase with (ci, k) at every position
+        if ci_l.size == 0:
+            counts.append(np.zeros(n_pos, dtype=np.int64))
+            continue
+        cols = flat[:, k_l]  # [P, taps]: the input offset within the channel, or -1
+        ok = cols >= 0
+        cols += (((co // cout_g) * cin_g + ci_l) * n_space).astype(idx_dtype)[None, :]
+        data.append(np.broadcast_to(wc[ci_l, k_l][None, :], ok.shape)[ok])
+        indices.append(cols[ok])
+        counts.append(np.count_nonzero(ok, axis=1))
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(idx_dtype)
+    mat = sp.csr_matrix((np.concatenate(data) if data else np.zeros(0),
+                         np.concatenate(indices) if indices else np.zeros(0, idx_dtype),
+                         indptr), shape=(cout * n_pos, in_shape[0] * n_space))
+    mat.has_sorted_indices = True
+    return mat, (cout, *out_sp)
+
+
+def _pool_matrix(average: bool) -> Any:
+    def build(node: Any, in_shape: tuple[int, ...]
+              ) -> tuple[sp.csr_matrix, tuple[int, ...]] | None:
+        if len(in_shape) != 3:
+            return None
+        k, s, p = nir_nodes.pool_geometry(node)
+        c, h, w_ = in_shape
+        oh, ow = (h + 2 * p[0] - k[0]) // s[0] + 1, (w_ + 2 * p[1] - k[1]) // s[1] + 1
+        # count_include_pad=True (torch's default), as nir_nodes._pool2d divides
+        value = 1.0 / np.float64(k[0] * k[1]) if average else 1.0
+        oy, ox, ky, kx = np.meshgrid(np.arange(oh), np.arange(ow), np.arange(k[0]),
+                                     np.arange(k[1]), indexing="ij")
+        iy, ix = oy * s[0] - p[0] + ky, ox * s[1] - p[1] + kx
+        ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w_)
+        out_flat, in_flat = (oy * ow + ox)[ok], (iy * w_ + ix)[ok]
+        ch = np.arange(c)[:, None]
+        rows = (ch * oh * ow + out_flat[None, :]).reshape(-1)
+        cols = (ch * h * w_ + in_flat[None, :]).reshape(-1)
+        mat = sp.csr_matrix((np.full(rows.size, value), (rows, cols)),
+                            shape=(c * oh * ow, c * h * w_))
+        return mat, (c, oh, ow)
+    return build
+
+
+def _flatten_matrix(node: Any, in_shape: tuple[int, ...]
+                    ) -> tuple[sp.csr_matrix, tuple[int, ...]]:
+    n = int(np.prod(in_shape)) if in_shape else 1  # C-order: the flat index does not move
+    return sp.identity(n, format="csr"), nir_nodes.flat_shape(node, in_shape)
+
+
+def _scale_matrix(node: Any, in_shape: tuple[int, ...]
+                  ) -> tuple[sp.csr_matrix, tuple[int, ...]] | None:
+    scale = np.asarray(node.scale, dtype=np.float64)
+    try:
+        if np.broadcast_shapes(scale.shape, in_shape) != in_shape:
+            return None
+    except ValueError:
+        return None
+    return sp.diags(np.broadcast_to(scale, in_shape).reshape(-1), format="csr"), in_shape
+
+
+_MATRICES: dict[str, Any] = {
+    "Affine": _dense_matrix, "Linear": _dense_matrix, "Conv1d": _conv_matrix,
+    "Conv2d": _conv_matrix, "AvgPool2d": _pool_matrix(True), "SumPool2d": _pool_matrix(False),
+    "Flatten": _flatten_matrix, "Scale": _scale_matrix}
 
 
 def _uniform(name: str, what: str, arr: np.ndarray) -> float:

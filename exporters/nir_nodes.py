@@ -73,7 +73,7 @@ def conv_padding(
     return [(v, v) for v in p]
 
 
-def _conv_geometry(node: Any, w: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...],
+def conv_geometry(node: Any, w: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...],
                                                       list[tuple[int, int]]]:
     nd = w.ndim - 2
     stride = pair(node.stride, nd)
@@ -81,14 +81,14 @@ def _conv_geometry(node: Any, w: np.ndarray) -> tuple[tuple[int, ...], tuple[int
     return stride, dilation, conv_padding(node.padding, tuple(w.shape[2:]), dilation, stride)
 
 
-def _pool_geometry(node: Any) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+def pool_geometry(node: Any) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     k = pair(node.kernel_size, 2)
     s = pair(node.stride if node.stride is not None else node.kernel_size, 2)
     p = pair(node.padding if node.padding is not None else 0, 2)
     return k, s, p
 
 
-def _flat_shape(node: Any, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+def flat_shape(node: Any, in_shape: tuple[int, ...]) -> tuple[int, ...]:
     nd = len(in_shape)
     start = node.start_dim % nd if nd else 0
     end = node.end_dim % nd if nd else 0
@@ -129,7 +129,7 @@ def _conv_nd(
 
 
 def _pool2d(x: np.ndarray, node: Any, average: bool) -> np.ndarray:
-    k, s, p = _pool_geometry(node)
+    k, s, p = pool_geometry(node)
     x = np.pad(x, [(0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])])
     win = np.lib.stride_tricks.sliding_window_view(x, k, axis=(2, 3))[:, :, :: s[0], :: s[1]]
     out = win.sum(axis=(-2, -1))
@@ -151,7 +151,7 @@ def _apply_dense(name: str, node: Any, x: np.ndarray) -> np.ndarray:
 
 def _apply_conv(name: str, node: Any, x: np.ndarray) -> np.ndarray:
     w = np.asarray(node.weight, dtype=x.dtype)
-    stride, dilation, pads = _conv_geometry(node, w)
+    stride, dilation, pads = conv_geometry(node, w)
     bias = None if node.bias is None else np.asarray(node.bias, dtype=x.dtype)
     if bias is not None and not np.any(bias):
         bias = None
@@ -159,7 +159,7 @@ def _apply_conv(name: str, node: Any, x: np.ndarray) -> np.ndarray:
 
 
 def _apply_flatten(name: str, node: Any, x: np.ndarray) -> np.ndarray:
-    return x.reshape((x.shape[0], *_flat_shape(node, x.shape[1:])))
+    return x.reshape((x.shape[0], *flat_shape(node, x.shape[1:])))
 
 
 def _apply_avgpool(name: str, node: Any, x: np.ndarray) -> np.ndarray:
@@ -197,7 +197,7 @@ def _onnx_dense(b: Any, name: str, node: Any, cur: str, in_shape: tuple[int, ...
 
 def _onnx_conv(b: Any, name: str, node: Any, cur: str, in_shape: tuple[int, ...]) -> str:
     w = np.asarray(node.weight, dtype=np.float32)
-    stride, dil, pads = _conv_geometry(node, w)
+    stride, dil, pads = conv_geometry(node, w)
     ins = [cur, b.const(f"{name}_W", w)]
     if node.bias is not None and np.any(node.bias):
         ins.append(b.const(f"{name}_b", np.asarray(node.bias, dtype=np.float32)))
@@ -207,7 +207,7 @@ def _onnx_conv(b: Any, name: str, node: Any, cur: str, in_shape: tuple[int, ...]
 
 
 def _onnx_pool(b: Any, name: str, node: Any, cur: str, in_shape: tuple[int, ...]) -> str:
-    k, s, p = _pool_geometry(node)
+    k, s, p = pool_geometry(node)
     out = b.op("AveragePool", [cur], name, kernel_shape=list(k), strides=list(s),
                pads=[p[0], p[1], p[0], p[1]], count_include_pad=1)
     if type_name(node) == "SumPool2d":
@@ -216,7 +216,7 @@ def _onnx_pool(b: Any, name: str, node: Any, cur: str, in_shape: tuple[int, ...]
 
 
 def _onnx_flatten(b: Any, name: str, node: Any, cur: str, in_shape: tuple[int, ...]) -> str:
-    new = _flat_shape(node, in_shape)
+    new = flat_shape(node, in_shape)
     return b.op("Reshape", [cur, b.const("shape", [0, *new], np.int64)], name)
 
 

@@ -256,6 +256,10 @@ class OnnxCheck:
                 f"{_md(self.spikes)} | max state error {self.max_abs_state_error:.1e} |"]
 
 
+LAYERS_NOTE = ("run layer by layer (too many synapses for one Lava run): each layer fed its "
+               "inputs' spikes from the float64 reference")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LavaModeCheck:
     """One Lava mode: ``compare_with_reference``'s record, or the error that stopped it."""
@@ -266,12 +270,15 @@ class LavaModeCheck:
     warnings: tuple[str, ...] = ()
     layers_lava: tuple[dict[str, Any], ...] = ()
     rounding: RoundingVerdict | None = None  # floating_pt against the float64 torch model
+    # "network": one Lava run of the whole network; "layers": each layer in its own run, fed
+    # its sources' spikes from the float64 reference (a network too large for one run)
+    method: str = "network"
 
     def to_dict(self) -> dict[str, Any]:
         if self.error is not None:
             return {"error": self.error}
         d = {**self.comparison, "warnings": list(self.warnings),
-             "layers_lava": list(self.layers_lava)}
+             "layers_lava": list(self.layers_lava), "method": self.method}
         if self.rounding is not None:
             d["rounding"] = self.rounding.to_dict()
         return d
@@ -280,9 +287,10 @@ class LavaModeCheck:
     def from_dict(cls, mode: str, d: Mapping[str, Any]) -> LavaModeCheck:
         if "error" in d:
             return cls(mode=mode, error=d["error"])
-        rest = {k: v for k, v in d.items() if k not in ("warnings", "layers_lava", "rounding")}
+        rest = {k: v for k, v in d.items()
+                if k not in ("warnings", "layers_lava", "rounding", "method")}
         return cls(mode=mode, comparison=rest, warnings=tuple(d["warnings"]),
-                   layers_lava=tuple(d["layers_lava"]),
+                   layers_lava=tuple(d["layers_lava"]), method=d.get("method", "network"),
                    rounding=RoundingVerdict.from_dict(d["rounding"]) if "rounding" in d
                    else None)
 
@@ -293,6 +301,8 @@ class LavaModeCheck:
         note = (f"accuracy {e['accuracy_lava']:.4f} (float model "
                 f"{accuracy_torch:.4f})" if self.mode == "fixed_pt" else
                 "after removing Lava's one-step delay per layer")
+        if self.method == "layers":
+            note += f"; {LAYERS_NOTE}"
         if e.get("warning"):
             note += f"; {e['warning']}"
         agree = "identical" if e["exact_match"] else f"{e['spike_agreement']:.4f}"
@@ -333,6 +343,8 @@ class LavaCheck:
         if fl.get("reset_substituted"):
             parts.append("zero reset stands in for subtract reset (accuracy is the zero-reset "
                          "model's)")
+        if any(m.method == "layers" for m in self.modes):
+            parts.append(LAYERS_NOTE)
         if self.samples_note:
             parts.append(self.samples_note)
         return f"Lava  ({self.samples} samples, Loihi 2 simulator): " + "; ".join(parts)
@@ -476,6 +488,9 @@ class _Run:
     files: dict[str, bytes] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     nir_path: Path | None = None  # model.nir as written, once the NIR check has run
+    # every neuron node's spikes from model.nir in float64 (the NIR check's run): Lava's
+    # reference, and what a layer-by-layer Lava run feeds each layer
+    reference64: dict[str, np.ndarray] | None = None
     # the exports' spikes queued for the shared rounding classification, and its results
     requests: list[Request] = field(default_factory=list)
     results: list[ForcedReference] = field(default_factory=list)
@@ -510,7 +525,10 @@ def _check_nir(r: _Run) -> Pending:
     r.nir_path = path
     r.graph = nir.read(str(path))  # the other formats start from the file as written
     sim = nir_sim.simulate(r.graph, r.x)  # what NirExporter.run does, without a second read
-    j64 = r.request(nir_sim.simulate(r.graph, r.x, dtype=np.float64), "float64")
+    sim64 = nir_sim.simulate(r.graph, r.x, dtype=np.float64)
+    j64 = r.request(sim64, "float64")
+    r.reference64 = {n: sim64[n].astype(np.uint8) for n in nir_sim.neuron_nodes(r.graph)}
+    del sim64
     j32 = r.request(sim, "float32")
     spikes = compare_spikes(r.ours, sim, r.names)
     facts = nir_export.graph_facts(r.graph)
@@ -556,7 +574,7 @@ def _lava_mode(r: _Run, mode: str, path: Path, ref: dict[str, np.ndarray]
     """The mode's check, and the index of its queued rounding request (floating_pt)."""
     ex = get_exporter("lava", mode=mode, timeout_s=r.options.lava_timeout)
     try:
-        res = ex.run(path, r.x)
+        res = ex.run(path, r.x, reference=r.reference64)
     except ExportError as e:
         warnings.warn(f"Lava {mode}: {e}", SlampWarning, stacklevel=3)
         return LavaModeCheck(mode=mode, error=str(e)), None
@@ -573,7 +591,8 @@ def _lava_mode(r: _Run, mode: str, path: Path, ref: dict[str, np.ndarray]
          if mode == "floating_pt" and not cmp.get("reset_substituted")
          and all(n in res.spikes for n in r.names) else None)
     return LavaModeCheck(mode=mode, comparison=cmp, warnings=tuple(res.warnings),
-                         layers_lava=tuple(res.stats.get("layers", []))), j
+                         layers_lava=tuple(res.stats.get("layers", [])),
+                         method=res.method), j
 
 
 def _check_lava(r: _Run) -> Pending:
@@ -587,11 +606,14 @@ def _check_lava(r: _Run) -> Pending:
     # Lava reads model.nir as written for the NIR check (its exchange files go beside it)
     assert r.nir_path is not None, "the NIR check runs first"
     path = r.nir_path
+    if r.reference64 is None:
+        r.reference64 = lava_export.reference_spikes(r.graph, r.x)
     n, note = lava_samples(r, ex, path)
     if n < r.x.shape[1]:  # the same first n samples for Lava and for its references
         r = replace(r, x=r.x[:, :n], labels=r.labels[:n],
-                    ours={k: v[:, :n] for k, v in r.ours.items()})
-    ref = lava_export.reference_spikes(r.graph, r.x)
+                    ours={k: v[:, :n] for k, v in r.ours.items()},
+                    reference64={k: v[:, :n] for k, v in r.reference64.items()})
+    ref = r.reference64
     torch_acc = _accuracy(r.ours[r.names[-1]], r.labels)
     runs = [_lava_mode(r, mode, path, ref) for mode in lava_export.MODES]
     samples = int(r.x.shape[1])
@@ -621,7 +643,8 @@ def lava_samples(r: _Run, ex: Any, path: Path) -> tuple[int, str | None]:
         return n, None
     timeout = float(r.options.lava_timeout)
     try:
-        w = float(ex.run(path, r.x[:, :1]).wall_s)
+        ref = None if r.reference64 is None else {k: v[:, :1] for k, v in r.reference64.items()}
+        w = float(ex.run(path, r.x[:, :1], reference=ref).wall_s)
     except ExportError:
         return 1, (f"Lava ran on 1 of {n} verification samples: one sample did not finish "
                    f"within --lava-timeout {timeout:g} s")

@@ -7,6 +7,7 @@ from pathlib import Path
 import nir
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import snntorch as snn
 import torch
 from slamp_deploy.exporters import lava_export, lava_stages, nir_nodes
@@ -97,6 +98,69 @@ def test_compose_affine_unrolls_conv_pool_flatten_exactly() -> None:
         h = nir_nodes.apply_node(n, graph.nodes[n], h)
     np.testing.assert_allclose(spikes.reshape(5, -1) @ stages[2].matrix.T.toarray()
                                + stages[2].bias, h, rtol=1e-12, atol=1e-12)
+
+
+_GEOMETRIES = [  # (input shape, kernel, stride, padding, dilation, groups)
+    ((3, 9, 7), (3, 3), 1, 1, 1, 1), ((4, 8, 8), (3, 2), (2, 1), (0, 2), (1, 2), 2),
+    ((2, 11, 6), (1, 3), 3, (2, 0), 1, 1), ((4, 7, 9), (2, 2), 2, 1, 2, 4),
+    ((3, 12), (3,), 2, 1, 1, 1), ((2, 10), (2,), 1, 0, 3, 2)]
+
+
+def _basis(graph, names: list[str], in_shape: tuple[int, ...]):
+    nodes = [graph.nodes[n] for n in names]
+    plain = [nir_nodes.NODES[nir_nodes.type_name(n)].strip_bias(n) for n in nodes]
+    mat = lava_stages._basis_matrix(names, plain, in_shape)
+    mat.eliminate_zeros()
+    return mat
+
+
+@pytest.mark.parametrize("geometry", _GEOMETRIES, ids=lambda g: f"{g[0]}-k{g[1]}")
+@pytest.mark.parametrize("pool", [None, "AvgPool2d", "SumPool2d"])
+def test_node_matrices_equal_the_chain_run_on_basis_vectors(geometry, pool) -> None:
+    """compose_affine builds each node's matrix from its parameters (a VGG conv has 65,536
+    inputs: one forward pass per input was the cost); the entries are the same floats as
+    the chain run on unit vectors, bit for bit, pool-into-conv chains included."""
+    shape, k, stride, pad, dil, groups = geometry
+    nd = len(k)
+    if pool is not None and nd == 1:
+        pytest.skip("2-D pools only")
+    rng = np.random.default_rng(len(shape) * 7 + k[0])
+    cout = 2 * groups
+    w = rng.normal(size=(cout, shape[0] // groups, *k))
+    w[rng.random(w.shape) < 0.4] = 0.0
+    conv_cls = nir.Conv2d if nd == 2 else nir.Conv1d
+    names = ["c"]
+    in_shape = shape
+    nodes = {"c": conv_cls(input_shape=shape[1:] if nd == 2 else shape[1], weight=w,
+                           stride=stride, padding=pad, dilation=dil, groups=groups,
+                           bias=rng.normal(size=cout))}
+    if pool is not None:  # a pool into the conv: one path per entry, so still exact
+        nodes["p"] = getattr(nir, pool)(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                                        padding=np.array([0, 0]))
+        names = ["p", "c"]
+        in_shape = (shape[0], 2 * shape[1], 2 * shape[2])
+    nodes["f"] = nir.Flatten(start_dim=0, end_dim=-1, input_type={"input": np.array(shape)})
+    nodes["s"] = nir.Scale(scale=np.float64(0.5))
+    graph = type("G", (), {"nodes": nodes})()
+    for chain in (names, [*names, "f", "s"]):
+        mat, bias, out_shape = lava_stages.compose_affine(graph, chain, in_shape)
+        ref = _basis(graph, chain, in_shape)
+        assert mat.shape == ref.shape and (mat != ref).nnz == 0, chain
+        x = rng.normal(size=(3, *in_shape))
+        y = x
+        for n in chain:
+            y = nir_nodes.apply_node(n, nodes[n], y)
+        assert y.shape[1:] == out_shape
+        np.testing.assert_allclose(x.reshape(3, -1) @ mat.T.toarray() + bias,
+                                   y.reshape(3, -1), rtol=1e-12, atol=1e-12)
+
+
+def test_a_node_type_without_a_builder_falls_back_to_basis_vectors() -> None:
+    nodes = {"t": nir.Threshold(threshold=np.zeros(4)), "l": nir.Linear(weight=np.eye(4))}
+    graph = type("G", (), {"nodes": nodes})()
+    assert lava_stages.node_matrix(nodes["t"], (4,)) is None
+    mat, _, _ = lava_stages.compose_affine(graph, ["l"], (4,))
+    assert (mat != sp.identity(4, format="csr")).nnz == 0
 
 
 def _border_taps(w: np.ndarray) -> int:
@@ -248,3 +312,45 @@ def test_runner_failure_carries_stderr(tmp_path: Path) -> None:
     path = _write(_linear_net(), (20,), tmp_path)
     with pytest.raises(ExportError, match=r"failed with exit code 2: .*expected \[T, N"):
         lava_export.run_lava(path, np.zeros((T, 2, 7)), "floating_pt", tmp_path)
+
+
+@pytest.mark.lava
+@needs_lava
+def test_layer_by_layer_run_equals_the_whole_network_run(tmp_path: Path) -> None:
+    """Over max_nnz synapses, with the reference spikes given, the runner runs each layer on
+    its own fed by its sources' reference spikes: where the whole network is exact, the same
+    spikes; a residual join's shortcut needs no delay then. fixed_pt runs and says so too."""
+    from slamp_deploy.exporters.nir_export import to_nir
+
+    from .test_residual import pruned_resnet
+
+    rng = np.random.default_rng(8)
+    (tmp_path / "c").mkdir()
+    nets = [("conv", _write(_conv_net(), (1, 8, 8), tmp_path / "c"),
+             rng.uniform(0, 2.5, (T, 2, 1, 8, 8))),
+            ("residual", tmp_path / "r" / "model.nir", None)]
+    g = pruned_resnet()
+    (tmp_path / "r").mkdir()
+    nir.write(nets[1][1], to_nir(g, timesteps=T, encoding="direct", readout="spikes"))
+    nets[1] = ("residual", nets[1][1], rng.uniform(0, 1.0, (T, 2, 1, 8, 8)))
+    for name, path, x in nets:
+        x = x.astype(np.float32)
+        ref = lava_export.reference_spikes(path, x)
+        _active({k: v for k, v in ref.items() if v.size > 64})
+        whole = lava_export.run_lava(path, x, "floating_pt", tmp_path / name, timeout_s=300)
+        assert whole.method == "network"
+        layers = lava_export.run_lava(path, x, "floating_pt", tmp_path / name, timeout_s=300,
+                                      reference=ref, max_nnz=1)
+        assert layers.method == "layers" and layers.stats["runs"] > len(layers.order), name
+        assert layers.order == whole.order
+        for n in whole.order:
+            np.testing.assert_array_equal(layers.spikes[n], whole.spikes[n], err_msg=n)
+        assert lava_export.compare_with_reference(whole.spikes, ref)["exact_match"], name
+        assert [la["delay"] for la in layers.stats["layers"]] == \
+            [la["delay"] for la in whole.stats["layers"]]
+    fx = lava_export.run_lava(nets[0][1], nets[0][2].astype(np.float32), "fixed_pt",
+                              tmp_path / "fx", timeout_s=300,
+                              reference=lava_export.reference_spikes(nets[0][1],
+                                                                     nets[0][2]), max_nnz=1)
+    assert fx.method == "layers"
+    assert all(la["quant"]["a_in_max_abs_observed"] > 0 for la in fx.stats["layers"])
