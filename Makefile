@@ -15,7 +15,7 @@ LAVA_STAMP := $(LAVA_VENV)/.installed
 INTEROP_VENV  := .venv-interop
 INTEROP_STAMP := $(INTEROP_VENV)/.installed
 
-.PHONY: all install demo test test-fast lava-env interop-env lint golden bench-quality bench-quality-full bench-structured bench-speed bench-scale clean
+.PHONY: all install demo test test-fast lava-env interop-env lint golden bench-quality bench-quality-full bench-structured bench-speed bench-scale bench-scale-quick bench-scale-lava clean
 
 all: install
 
@@ -74,6 +74,10 @@ bench-scale: install
 
 bench-scale-quick: install
 	$(PY) -m benchmarks.scale --quick --write-docs
+
+# the same models' exports in Lava's CPU simulator (whole network or layer by layer)
+bench-scale-lava: install lava-env
+	$(PY) -m benchmarks.scale_lava --write-docs
 
 golden: install
 	$(PY) -m tests.golden.regenerate
