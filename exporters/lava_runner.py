@@ -102,6 +102,7 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -486,8 +487,9 @@ def network_nnz(stages: list[Stage]) -> int:
 
 
 def run_lava_layers(
-    stages: list[Stage], x: np.ndarray, mode: str, workdir: Path, reference: dict[str, np.ndarray],
-    max_nnz: int, clip_percentile: float = 100.0, log: Any = None,
+    stages: Iterable[Stage], x: np.ndarray, mode: str, workdir: Path,
+    reference: dict[str, np.ndarray], max_nnz: int, clip_percentile: float = 100.0,
+    log: Any = None,
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Each layer in its own Lava run, fed its sources' spikes from ``reference`` (the float64
     model's) and the network input: Lava's memory is one layer's synapses times the samples of
@@ -497,10 +499,15 @@ def run_lava_layers(
     run does). Spikes per layer are that layer's answer to the reference's inputs, so a
     layer's error does not reach the next one."""
     n = int(x.shape[1])
-    parts: dict[str, list[np.ndarray]] = {st.name: [] for st in stages}
+    parts: dict[str, list[np.ndarray]] = {}
     stats: dict[str, Any] = {"layers": [], "warnings": [], "runs": 0}
     t0 = time.perf_counter()
-    for st in stages:
+    for st in stages:  # one stage's synapses alive at a time (a StageWalk builds them lazily)
+        missing = [src for src, _ in st.sources if src is not None and src not in reference]
+        if missing:
+            raise ExportError(f"the reference spikes have no neuron node {missing[0]!r}: give "
+                              f"every neuron node's spikes")
+        parts[st.name] = []
         one = dataclasses.replace(st, depth=1)
         reads_input = any(src is None for src, _ in st.sources)
         chunk = n if reads_input else max(1, min(n, max_nnz // max(network_nnz([one]), 1)))
@@ -523,6 +530,7 @@ def run_lava_layers(
         assert layer_stats is not None
         layer_stats["delay"] = st.depth  # the whole network's delay, as its record says
         stats["layers"].append(layer_stats)
+        del one, st
     spikes = {k: np.concatenate(v, axis=1) for k, v in parts.items()}
     stats["lava_steps"] = int(x.shape[0]) + 1
     stats["timings"] = {"build_s": 0.0, "lava_s": time.perf_counter() - t0}
@@ -545,29 +553,41 @@ def _merge_layer(acc: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, A
 # --------------------------------------------------------------------------- CLI
 
 
-def _run_cli(stages: list[Stage], x: np.ndarray, args: argparse.Namespace, log: Any
-             ) -> tuple[dict[str, np.ndarray], dict]:
-    """The whole network in one Lava run, or layer by layer when its synapses for every sample
-    exceed --max-nnz and the reference spikes are given."""
-    nnz = network_nnz(stages) * int(x.shape[1])
-    if args.max_nnz is None or nnz <= args.max_nnz or args.reference is None:
-        spikes, stats = run_lava_network(stages, x, args.mode, args.output.parent,
+def _run_cli(graph: Any, x: np.ndarray, args: argparse.Namespace, log: Any
+             ) -> tuple[dict[str, np.ndarray], dict, list[str]]:
+    """The whole network in one Lava run, or layer by layer once its synapses for every sample
+    exceed --max-nnz and the reference spikes are given (the layers are then built, run and
+    dropped one at a time). Returns the spikes, the stats and the ignored trailing nodes."""
+    walk = lava_stages.StageWalk(graph)
+    stages = iter(walk)
+    n = int(x.shape[1])
+    held: list[Stage] = []
+    nnz = 0
+    big = False
+    for st in stages:
+        held.append(st)
+        nnz += network_nnz([st]) * n
+        if args.reference is not None and args.max_nnz is not None and nnz > args.max_nnz:
+            big = True
+            break
+    if not big:
+        spikes, stats = run_lava_network(held, x, args.mode, args.output.parent,
                                          args.clip_percentile, log)
         stats["method"] = "network"
     else:
         with np.load(args.reference) as f:
             reference = {k.split(":", 1)[1]: f[k] for k in f.files if k.startswith("spikes:")}
-        missing = [src for st in stages for src, _ in st.sources
-                   if src is not None and src not in reference]
-        if missing:
-            raise ExportError(f"reference {args.reference.name} has no spikes for neuron node "
-                              f"{missing[0]!r}: give every neuron node's spikes")
-        spikes, stats = run_lava_layers(stages, x, args.mode, args.output.parent, reference,
+
+        def stream() -> Iterator[Stage]:
+            while held:
+                yield held.pop(0)
+            yield from stages
+
+        spikes, stats = run_lava_layers(stream(), x, args.mode, args.output.parent, reference,
                                         args.max_nnz, args.clip_percentile, log)
         stats["method"] = "layers"
-    stats.update(network_nnz_all_samples=nnz, max_nnz=args.max_nnz)
-    return spikes, stats
-
+    stats.update(max_nnz=args.max_nnz)
+    return spikes, stats, walk.ignored()
 
 
 def _versions() -> dict:
@@ -623,8 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         in_shape = nir_graph.node_shape(graph.nodes[order[0]])
         if x.ndim < 2 or tuple(x.shape[2:]) != in_shape:
             raise ExportError(f"input x has shape {x.shape}; expected [T, N, *{in_shape}]")
-        stages, ignored = lava_stages.build_stages(graph)
-        spikes, stats = _run_cli(stages, x, args, log)
+        spikes, stats, ignored = _run_cli(graph, x, args, log)
     except ExportError as exc:
         print(f"lava_runner: error: {exc}", file=sys.stderr)
         return 2
@@ -632,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
                  ignored_nodes=ignored, versions=_versions())
     stats["timings"]["total_s"] = time.perf_counter() - t0
     _write_outputs(args.output, args.stats or args.output.with_suffix(".json"), stats, spikes,
-                   [st.name for st in stages])
+                   list(spikes))
     if log:
         log(f"done in {stats['timings']['total_s']:.1f} s")
     return 0

@@ -12,7 +12,8 @@ Lava interpreter and is tested in the main environment.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ else:  # loaded by path in the Lava interpreter (lava_runner puts this folder on
 
 ExportError = nir_graph.ExportError
 
-__all__ = ["LayerStats", "QuantStats", "QuantWeights", "Stage", "build_stages",
+__all__ = ["LayerStats", "QuantStats", "QuantWeights", "Stage", "StageWalk", "build_stages",
            "compose_affine", "observed_a_in", "quantize", "quantize_input", "quantize_stage"]
 
 # Loihi 2 word widths, as lava-nc 0.10.0's bit-accurate models declare them
@@ -383,24 +384,45 @@ def _stage(n: str, p: Any, ins: _Inputs) -> Stage:
     )
 
 
+class StageWalk:
+    """The neuron layers of a NIR graph in order, built one at a time as they are iterated.
+
+    Only the stage being handed out holds its matrix; the walk keeps each finished layer's
+    shape and depth, so a caller that runs and drops each stage (the layer-by-layer Lava run)
+    holds one layer's synapses at a time. Iterate once; then :meth:`ignored`.
+    """
+
+    def __init__(self, graph: Any) -> None:
+        self._walk = _Walk(graph)
+        self._dt = nir_graph.graph_dt(graph)
+        self._count = 0
+
+    def __iter__(self) -> Iterator[Stage]:
+        walk = self._walk
+        for n in walk.order[1:]:
+            if n not in walk.neuron:
+                continue
+            p = nir_nodes.neuron_params(n, walk.graph.nodes[n], self._dt)
+            stage = _stage(n, p, walk.inputs(n))
+            # what later layers read of it: shape and depth, not its synapses
+            walk.by_name[n] = replace(stage, matrix=sp.csr_matrix((stage.n_out, 0)), bias=None)
+            self._count += 1
+            yield stage
+        if not self._count:
+            raise ExportError("NIR graph has no neuron node (LIF, IF or CubaLIF): nothing to run")
+
+    def ignored(self) -> list[str]:
+        """Nodes after the last neuron layer (a trailing readout Affine, say): not run in Lava."""
+        walk = self._walk
+        return [n for n in walk.order[1:] if n not in walk.neuron and n not in walk.used
+                and nir_nodes.type_name(walk.graph.nodes[n]) != "Output"]
+
+
 def build_stages(graph: Any) -> tuple[list[Stage], list[str]]:
     """Neuron layers in order, each with its composed input map; plus ignored trailing nodes."""
-    walk = _Walk(graph)
-    dt = nir_graph.graph_dt(graph)
-    stages: list[Stage] = []
-    for n in walk.order[1:]:
-        if n not in walk.neuron:
-            continue
-        p = nir_nodes.neuron_params(n, graph.nodes[n], dt)
-        stage = _stage(n, p, walk.inputs(n))
-        stages.append(stage)
-        walk.by_name[n] = stage
-    if not stages:
-        raise ExportError("NIR graph has no neuron node (LIF, IF or CubaLIF): nothing to run")
-    # nodes after the last neuron layer (a trailing readout Affine, say): not run in Lava
-    ignored = [n for n in walk.order[1:] if n not in walk.neuron and n not in walk.used
-               and nir_nodes.type_name(graph.nodes[n]) != "Output"]
-    return stages, ignored
+    walk = StageWalk(graph)
+    stages = list(walk)
+    return stages, walk.ignored()
 
 
 # --------------------------------------------------------------------------- fixed point
