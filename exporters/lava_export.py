@@ -246,6 +246,27 @@ def run_lava(
     )
 
 
+def join_samples(first: LavaResult, rest: LavaResult) -> LavaResult:
+    """Two runs of the same network and mode on consecutive samples, as one run of all of them.
+
+    Exact: the samples of a Lava run are independent copies (block-diagonal, or one layer at a
+    time), so a probe run's sample need not be run again. The record (stats) is the second
+    run's, with the method "layers" if either went layer by layer and the wall times added.
+    """
+    if (first.mode, first.order, first.timesteps) != (rest.mode, rest.order, rest.timesteps):
+        raise ExportError("Lava runs of different modes, layers or steps cannot be joined")
+    stats = dict(rest.stats)
+    if "layers" in (first.method, rest.method):
+        stats["method"] = "layers"
+    stats["runs"] = int(first.stats.get("runs", 1)) + int(rest.stats.get("runs", 1))
+    return LavaResult(
+        mode=rest.mode, order=rest.order, stats=stats, timesteps=rest.timesteps,
+        spikes={k: np.concatenate([first.spikes[k], rest.spikes[k]], axis=1)
+                for k in rest.order},
+        n_samples=first.n_samples + rest.n_samples, wall_s=first.wall_s + rest.wall_s,
+        python=rest.python, warnings=tuple(dict.fromkeys(first.warnings + rest.warnings)))
+
+
 def reference_spikes(graph: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     """Spikes of every neuron node from nir_sim in float64 (Lava floating_pt's precision)."""
     if isinstance(graph, (str, Path)):

@@ -491,6 +491,8 @@ class _Run:
     # every neuron node's spikes from model.nir in float64 (the NIR check's run): Lava's
     # reference, and what a layer-by-layer Lava run feeds each layer
     reference64: dict[str, np.ndarray] | None = None
+    # the floating_pt run of the first sample that lava_samples timed: not run again
+    lava_probe: lava_export.LavaResult | None = None
     # the exports' spikes queued for the shared rounding classification, and its results
     requests: list[Request] = field(default_factory=list)
     results: list[ForcedReference] = field(default_factory=list)
@@ -573,8 +575,16 @@ def _lava_mode(r: _Run, mode: str, path: Path, ref: dict[str, np.ndarray]
                ) -> tuple[LavaModeCheck, int | None]:
     """The mode's check, and the index of its queued rounding request (floating_pt)."""
     ex = get_exporter("lava", mode=mode, timeout_s=r.options.lava_timeout)
+    probe = r.lava_probe if mode == "floating_pt" else None
     try:
-        res = ex.run(path, r.x, reference=r.reference64)
+        if probe is None:
+            res = ex.run(path, r.x, reference=r.reference64)
+        elif r.x.shape[1] == 1:
+            res = probe
+        else:  # the probe's sample is done: run the others and join them
+            assert r.reference64 is not None
+            res = lava_export.join_samples(probe, ex.run(
+                path, r.x[:, 1:], reference={k: v[:, 1:] for k, v in r.reference64.items()}))
     except ExportError as e:
         warnings.warn(f"Lava {mode}: {e}", SlampWarning, stacklevel=3)
         return LavaModeCheck(mode=mode, error=str(e)), None
@@ -644,7 +654,10 @@ def lava_samples(r: _Run, ex: Any, path: Path) -> tuple[int, str | None]:
     timeout = float(r.options.lava_timeout)
     try:
         ref = None if r.reference64 is None else {k: v[:, :1] for k, v in r.reference64.items()}
-        w = float(ex.run(path, r.x[:, :1], reference=ref).wall_s)
+        probe = ex.run(path, r.x[:, :1], reference=ref)
+        w = float(probe.wall_s)
+        if isinstance(probe, lava_export.LavaResult) and probe.mode == "floating_pt":
+            r.lava_probe = probe  # its sample is not run again (join_samples)
     except ExportError:
         return 1, (f"Lava ran on 1 of {n} verification samples: one sample did not finish "
                    f"within --lava-timeout {timeout:g} s")

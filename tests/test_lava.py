@@ -354,3 +354,23 @@ def test_layer_by_layer_run_equals_the_whole_network_run(tmp_path: Path) -> None
                                                                      nets[0][2]), max_nnz=1)
     assert fx.method == "layers"
     assert all(la["quant"]["a_in_max_abs_observed"] > 0 for la in fx.stats["layers"])
+
+
+@pytest.mark.lava
+@needs_lava
+def test_a_probe_run_joined_with_the_rest_equals_one_run_of_every_sample(tmp_path: Path) -> None:
+    """verify reuses the one-sample probe of a large network (lava_samples) instead of running
+    that sample again: samples are independent copies, so the joined spikes are the same."""
+    path = _write(_linear_net(), (20,), tmp_path)
+    x = np.random.default_rng(9).uniform(0, 1.5, (T, 4, 20)).astype(np.float32)
+    whole = lava_export.run_lava(path, x, "floating_pt", tmp_path, timeout_s=120)
+    first = lava_export.run_lava(path, x[:, :1], "floating_pt", tmp_path, timeout_s=120)
+    rest = lava_export.run_lava(path, x[:, 1:], "floating_pt", tmp_path, timeout_s=120)
+    joined = lava_export.join_samples(first, rest)
+    assert joined.n_samples == 4 and joined.order == whole.order
+    for n in whole.order:
+        np.testing.assert_array_equal(joined.spikes[n], whole.spikes[n], err_msg=n)
+    assert joined.stats["runs"] == 2 and joined.method == "network"
+    fixed = lava_export.run_lava(path, x[:, 1:], "fixed_pt", tmp_path, timeout_s=120)
+    with pytest.raises(ExportError, match="cannot be joined"):
+        lava_export.join_samples(first, fixed)
