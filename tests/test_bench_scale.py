@@ -33,3 +33,13 @@ def test_write_docs_replaces_only_the_marked_section(tmp_path):
     doc.write_text(f"head\n{scale.BEGIN}\nold\n{scale.END}\ntail\n")
     scale.write_docs("new table", doc)
     assert doc.read_text() == f"head\n{scale.BEGIN}\nnew table\n{scale.END}\ntail\n"
+
+
+def test_the_lava_section_is_rendered_from_the_committed_results():
+    from benchmarks import scale_lava
+
+    text = scale.DOCS.read_text()
+    body = text.split(scale_lava.BEGIN, 1)[1].split(scale_lava.END, 1)[0].strip()
+    result = json.loads(scale_lava.RESULTS.read_text())
+    assert body == scale_lava.render_markdown(result).strip()
+    assert {r["model"] for r in result["rows"]} == set(scale.MODELS)
