@@ -311,7 +311,7 @@ def _conv_stats(layer: LayerGeometry) -> LayerStats:
         end = cout * n_pos if stop is None else stop
         bounds = np.append(starts, end)
         k = len(starts)
-        if k and g == 1 and int(np.diff(bounds).min()) >= n_pos:  # whole channels, by pattern
+        if k and g == 1 and int(np.diff(bounds).max()) >= n_pos:  # channels or more
             yield from _whole_blocks(m, reach, valid, in_flat, n_pos, bounds)
             return
         if not k or int(np.diff(bounds).max()) >= n_pos:  # whole channels: dense, in chunks
@@ -342,37 +342,56 @@ _DENSE_CELLS = 1 << 23  # whole-channel groups' incidence comes this many cells 
 def _whole_blocks(m: np.ndarray, reach: np.ndarray, valid: np.ndarray, in_flat: np.ndarray,
                  n_pos: int, bounds: np.ndarray
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Counts of core groups of a channel or more (one conv group), one group at a time, by
-    pattern: a group holds whole channels [c0, c1) and at most two partial ones, and input
-    channel i's counts are ``(sum of m[c0:c1, i], m[first partial, i], m[last partial, i]) @
-    (reach, the partials' reach)``; input channels with the same row count alike, and input
-    positions with the same reach column (which taps read them, padding aside) too."""
-    n_taps = m.shape[2]
+    """Counts of core groups of about a channel or more (one conv group), a chunk of groups at
+    a time: a group holds whole channels [c0, c1) and at most two partial ones (its first and
+    last pieces), and input channel i at input position x gets ``(sum of m[c0:c1, i],
+    m[first partial, i], m[last partial, i]) @ (reach, the partials' reach)[:, x]``; input
+    positions with the same reach column (which taps read them) count alike, so each group is
+    counted over its distinct columns, by multiplicity."""
+    n_taps, n_ipos = m.shape[2], reach.shape[1]
     cum = np.concatenate([np.zeros((1, *m.shape[1:]), dtype=np.int64), np.cumsum(m, axis=0)])
-    reach_f = reach.astype(np.float64)
     pj, pc, pa, pb = _pieces(bounds, n_pos)
+    n_groups = len(bounds) - 1
+    per = np.bincount(pj, minlength=n_groups)
+    some = per > 0  # an empty group (none in a core mapping) keeps zero counts
+    first = np.minimum(np.cumsum(per) - per, len(pj) - 1)
+    last = np.maximum(np.cumsum(per) - 1, 0)
     full = (pa == 0) & (pb == n_pos)
-    per = np.bincount(pj, minlength=len(bounds) - 1)
-    first = np.cumsum(per) - per
-    for j in range(len(bounds) - 1):
-        q = np.arange(first[j], first[j] + per[j])
-        whole, part = pc[q[full[q]]], q[~full[q]]
-        rows = [cum[whole[-1] + 1] - cum[whole[0]] if len(whole) else
-                np.zeros(m.shape[1:], dtype=np.int64)]
-        reaches = [reach_f]
-        for i in part:  # the partial channels' kept taps, against the positions they hold
-            rows.append(m[pc[i]])
-            r = np.zeros((n_taps, reach.shape[1]))
-            for t in range(n_taps):
-                o = np.arange(pa[i], pb[i])
-                o = o[valid[t, o]]
-                r[t, in_flat[t, o]] = 1.0
-            reaches.append(r)
-        u, mult = _unique_rows(np.concatenate(rows, axis=1))
-        cols, n_cols = _distinct_columns(np.concatenate(reaches))
-        counts = np.rint(u @ cols).astype(np.int64)  # (patterns, distinct input columns)
-        yield (np.array([j]), counts.reshape(-1, 1),
-               (mult[:, None] * n_cols[None, :]).reshape(-1, 1))
+    # a group's whole channels run from after its first piece (when partial) to before its last
+    c0 = np.where(full[first], pc[first], pc[first] + 1)
+    c1 = np.where(some, np.maximum(np.where(full[last], pc[last] + 1, pc[last]), c0), c0)
+    ends = (np.where(full[first] | ~some, -1, first),
+            np.where(full[last] | (last == first) | ~some, -1, last))
+    rows = 3 * n_taps
+    step = max(1, _WINDOW_CELLS // max(m.shape[1] * rows, rows * n_ipos, 1))
+    for s0 in range(0, n_groups, step):
+        jj = np.arange(s0, min(s0 + step, n_groups))
+        taps = np.zeros((len(jj), m.shape[1], rows), dtype=np.int64)
+        taps[:, :, :n_taps] = cum[c1[jj]] - cum[c0[jj]]
+        cols = np.zeros((len(jj), rows, n_ipos), dtype=np.float32)  # 0/1
+        cols[:, :n_taps] = np.where(some[jj, None, None], reach, 0)
+        for e, q in enumerate(ends):  # the partial first and last pieces, where there are
+            sel = np.nonzero(q[jj] >= 0)[0]
+            if len(sel):
+                qq = q[jj[sel]]
+                taps[sel, :, (e + 1) * n_taps:(e + 2) * n_taps] = m[pc[qq]]
+                cols[sel, (e + 1) * n_taps:(e + 2) * n_taps] = _piece_reach(
+                    valid, in_flat, pa[qq], pb[qq], np.zeros(len(qq), dtype=np.int64), n_ipos)
+        u, n_u = _distinct_columns_each(cols)  # (G, rows, codes), (G, codes)
+        counts = np.rint(taps.astype(np.float64) @ u).astype(np.int64)  # (G, Cin, codes)
+        yield _as_histograms(jj, counts, np.broadcast_to(n_u[:, None, :], counts.shape))
+
+
+def _as_histograms(jj: np.ndarray, counts: np.ndarray, weights: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Groups ``jj``'s (G, ...) counts and weights as one block of histograms: rows 0..n (n the
+    largest count), each weighted by the inputs with that count (fewer cells for the
+    encoding's per-cell arithmetic)."""
+    n1 = int(counts.max(initial=0)) + 1
+    flat = (np.arange(len(jj)).reshape(-1, *[1] * (counts.ndim - 1)) * n1 + counts).ravel()
+    hist = np.bincount(flat, weights=weights.ravel(), minlength=len(jj) * n1)
+    hist = np.rint(hist).astype(np.int64).reshape(len(jj), n1)
+    return jj, np.broadcast_to(np.arange(n1, dtype=np.int64)[:, None], (n1, len(jj))), hist.T
 
 
 class _Patterns:
