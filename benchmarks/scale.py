@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import pickle
 import platform
 import resource
@@ -187,7 +188,9 @@ def fit_only_pruned(path: Path, models: Sequence[str], targets: Sequence[str], t
         "masks": f"LAMP at sparsity {sparsity} (allocate + masks_from_plan, random weights)",
         "sparsity": sparsity, "timeout_s": timeout,
         "date": time.strftime("%Y-%m-%d", time.gmtime()), "load_average_before": load0,
-        "load_average_after": _loadavg(), "wall_s": round(time.perf_counter() - t0, 1)}
+        "load_average_after": _loadavg(), "wall_s": round(time.perf_counter() - t0, 1),
+        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+                       if k in os.environ}}
     path.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
