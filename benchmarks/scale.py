@@ -11,8 +11,10 @@ on the same pruned model and calibration set. Results go to ``benchmarks/results
 ``--render JSON`` prints the markdown that ``--write-docs`` puts between the markers of
 ``docs/benchmarks.md``; ``--fit-only JSON`` re-measures only that file's fit-check column (the
 traced models, every weight kept) and keeps its other numbers (the run's own pruned-model column
-beside it). ``--no-compare-matching --matching-from JSON`` skips the slow layer-by-layer
-matching and carries an earlier run's comparison over, marked as such.
+beside it); ``--fit-only JSON --pruned S`` times the fit check on the random-weight models pruned
+by LAMP to sparsity S (:func:`lamp_masks`) into a table of its own. ``--no-compare-matching
+--matching-from JSON`` skips the slow layer-by-layer matching and carries an earlier run's
+comparison over, marked as such.
 Speed goals live here, not in timed tests.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import pickle
 import platform
 import resource
@@ -109,9 +112,12 @@ def _fit_child(graph: Any, target: str, q: Any) -> None:
         graph, masks = graph
     graph = _dense_graph(graph)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     rep = check_masks(graph, alive_masks(graph) if masks is None else masks,
                       load_profile(target), None, None)
-    q.put({"seconds": round(time.perf_counter() - t0, 3), "fits": bool(rep.fits)})
+    # CPU seconds beside the wall clock: on a shared machine the wall clock measures the load
+    q.put({"seconds": round(time.perf_counter() - t0, 3),
+           "cpu_s": round(time.process_time() - c0, 3), "fits": bool(rep.fits)})
 
 
 def _dense_graph(name: str) -> Any:
@@ -146,6 +152,45 @@ def fit_only(path: Path, models: Sequence[str], targets: Sequence[str], timeout:
                          "wall_s": round(time.perf_counter() - t0, 1),
                          "torch_threads": torch.get_num_threads()}
     result["fit_timeout_s"] = timeout
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def lamp_masks(name: str, sparsity: float) -> dict[str, torch.Tensor]:
+    """Masks of the random-weight model ``name`` pruned by LAMP to ``sparsity`` as the pipeline
+    prunes (``allocate`` + ``masks_from_plan``; SLAMP without its calibrated temporal factor,
+    which needs data): every output channel with its own kept-tap patterns."""
+    from slamp_deploy.prune.allocate import allocate
+    from slamp_deploy.prune.masks import alive_masks, masks_from_plan
+
+    graph = _dense_graph(name)
+    alive = alive_masks(graph)
+    plan = allocate("lamp", {la.name: la.weight for la in graph.layers}, alive, sparsity,
+                    order=[la.name for la in graph.layers])
+    return masks_from_plan(graph, plan, alive)
+
+
+def fit_only_pruned(path: Path, models: Sequence[str], targets: Sequence[str], timeout: float,
+                    sparsity: float) -> dict[str, Any]:
+    """Re-measure the fit-check time on pruned masks (:func:`lamp_masks`) without the whole
+    pipeline: ``fit_check_lamp_s`` of each row, the run's settings in ``fit_run_pruned``; the
+    other numbers stay."""
+    result = json.loads(path.read_text())
+    load0 = _loadavg()
+    t0 = time.perf_counter()
+    for row in result["rows"]:
+        if "error" not in row and row["model"] in models:
+            masks = lamp_masks(row["model"], sparsity)
+            row["fit_check_lamp_s"] = _fit_times((row["model"], masks), targets, timeout)
+            print(row["model"], json.dumps(row["fit_check_lamp_s"]), file=sys.stderr,
+                  flush=True)
+    result["fit_run_pruned"] = {
+        "masks": f"LAMP at sparsity {sparsity} (allocate + masks_from_plan, random weights)",
+        "sparsity": sparsity, "timeout_s": timeout,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()), "load_average_before": load0,
+        "load_average_after": _loadavg(), "wall_s": round(time.perf_counter() - t0, 1),
+        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+                       if k in os.environ}}
     path.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
@@ -301,7 +346,27 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += [f"| {r['model']} | " + " | ".join(
             _fit_cell(r["fit_check_pruned_s"].get(t, {})) for t in targets) + " |"
             for r in pruned]
+    lines += _lamp_table(result)
     return "\n".join(lines)
+
+
+def _lamp_table(result: dict[str, Any]) -> list[str]:
+    """The fit check on LAMP-pruned masks (``--fit-only JSON --pruned S``), when measured."""
+    fr = result.get("fit_run_pruned")
+    rows = [r for r in result["rows"] if "fit_check_lamp_s" in r]
+    if fr is None or not rows:
+        return []
+    targets = result["targets"]
+    lines = ["", f"Fit check of the random-weight model pruned by LAMP to sparsity "
+             f"{fr['sparsity']:g} (`--fit-only JSON --pruned {fr['sparsity']:g}`, on "
+             f"{fr['date']}, load average {_load(fr['load_average_before'])} before, "
+             f"{_load(fr['load_average_after'])} after), seconds per target, wall clock (CPU "
+             f"seconds of the check in brackets; cut at {fr['timeout_s']:.0f} s):", "",
+             "| model | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
+    for r in rows:
+        lines.append(f"| {r['model']} | " + " | ".join(
+            _fit_cell(r["fit_check_lamp_s"].get(t, {}), cpu=True) for t in targets) + " |")
+    return lines
 
 
 def _export_parts(result: dict[str, Any]) -> list[str]:
@@ -339,10 +404,12 @@ def _load(v: Sequence[float]) -> str:
     return " / ".join(f"{x:.1f}" for x in v) if v else "unknown"
 
 
-def _fit_cell(v: dict[str, Any]) -> str:
+def _fit_cell(v: dict[str, Any], cpu: bool = False) -> str:
     if v.get("seconds") is None:
         return f"> {v.get('timed_out_after_s', 0):.0f} (cut)" if v else "-"
-    return f"{v['seconds']:.1f}" if "error" not in v else f"error ({v['error']})"
+    if "error" in v:
+        return f"error ({v['error']})"
+    return f"{v['seconds']:.1f}" + (f" ({v['cpu_s']:.1f})" if cpu and "cpu_s" in v else "")
 
 
 def write_docs(markdown: str, path: Path = DOCS) -> None:
@@ -370,8 +437,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument("--write-docs", action="store_true", help="put the tables in the docs")
     ap.add_argument("--fit-only", type=Path, metavar="JSON",
                     help="re-measure only the fit-check column of a results JSON (dense masks)")
+    ap.add_argument("--pruned", type=float, metavar="SPARSITY",
+                    help="with --fit-only: time the fit check on LAMP-pruned masks instead")
     a = ap.parse_args(argv)
     targets = [t for t in a.targets.split(",") if t]
+    if a.fit_only and a.pruned is not None:
+        res = fit_only_pruned(a.fit_only, [m for m in a.models.split(",") if m], targets,
+                              a.fit_timeout, a.pruned)
+        if a.write_docs:
+            write_docs(render_markdown(res))
+        return res
     if a.fit_only:
         res = fit_only(a.fit_only, [m for m in a.models.split(",") if m], targets,
                        a.fit_timeout)

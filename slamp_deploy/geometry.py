@@ -311,7 +311,7 @@ def _conv_stats(layer: LayerGeometry) -> LayerStats:
         end = cout * n_pos if stop is None else stop
         bounds = np.append(starts, end)
         k = len(starts)
-        if k and g == 1 and int(np.diff(bounds).min()) >= n_pos:  # whole channels, by pattern
+        if k and g == 1 and int(np.diff(bounds).max()) >= n_pos:  # channels or more
             yield from _whole_blocks(m, reach, valid, in_flat, n_pos, bounds)
             return
         if not k or int(np.diff(bounds).max()) >= n_pos:  # whole channels: dense, in chunks
@@ -321,7 +321,7 @@ def _conv_stats(layer: LayerGeometry) -> LayerStats:
                        incidence(starts[a:a + chunk], int(bounds[min(a + chunk, k)])), None)
             return
         if not patterns:
-            patterns.append(_Patterns(m, cout_g))
+            patterns.append(_Patterns(m, cout_g, n_ipos))
         yield from _windowed_blocks(patterns[0], valid, in_flat, n_pos, bounds)
 
     return LayerStats(
@@ -342,35 +342,56 @@ _DENSE_CELLS = 1 << 23  # whole-channel groups' incidence comes this many cells 
 def _whole_blocks(m: np.ndarray, reach: np.ndarray, valid: np.ndarray, in_flat: np.ndarray,
                  n_pos: int, bounds: np.ndarray
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Counts of core groups of a channel or more (one conv group), one group at a time, by
-    pattern: a group holds whole channels [c0, c1) and at most two partial ones, and input
-    channel i's counts are ``(sum of m[c0:c1, i], m[first partial, i], m[last partial, i]) @
-    (reach, the partials' reach)``; input channels with the same row count alike."""
-    n_taps = m.shape[2]
+    """Counts of core groups of about a channel or more (one conv group), a chunk of groups at
+    a time: a group holds whole channels [c0, c1) and at most two partial ones (its first and
+    last pieces), and input channel i at input position x gets ``(sum of m[c0:c1, i],
+    m[first partial, i], m[last partial, i]) @ (reach, the partials' reach)[:, x]``; input
+    positions with the same reach column (which taps read them) count alike, so each group is
+    counted over its distinct columns, by multiplicity."""
+    n_taps, n_ipos = m.shape[2], reach.shape[1]
     cum = np.concatenate([np.zeros((1, *m.shape[1:]), dtype=np.int64), np.cumsum(m, axis=0)])
-    reach_f = reach.astype(np.float64)
     pj, pc, pa, pb = _pieces(bounds, n_pos)
+    n_groups = len(bounds) - 1
+    per = np.bincount(pj, minlength=n_groups)
+    some = per > 0  # an empty group (none in a core mapping) keeps zero counts
+    first = np.minimum(np.cumsum(per) - per, len(pj) - 1)
+    last = np.maximum(np.cumsum(per) - 1, 0)
     full = (pa == 0) & (pb == n_pos)
-    per = np.bincount(pj, minlength=len(bounds) - 1)
-    first = np.cumsum(per) - per
-    for j in range(len(bounds) - 1):
-        q = np.arange(first[j], first[j] + per[j])
-        whole, part = pc[q[full[q]]], q[~full[q]]
-        rows = [cum[whole[-1] + 1] - cum[whole[0]] if len(whole) else
-                np.zeros(m.shape[1:], dtype=np.int64)]
-        reaches = [reach_f]
-        for i in part:  # the partial channels' kept taps, against the positions they hold
-            rows.append(m[pc[i]])
-            r = np.zeros((n_taps, reach.shape[1]))
-            for t in range(n_taps):
-                o = np.arange(pa[i], pb[i])
-                o = o[valid[t, o]]
-                r[t, in_flat[t, o]] = 1.0
-            reaches.append(r)
-        u, mult = _unique_rows(np.concatenate(rows, axis=1))
-        counts = np.rint(u @ np.concatenate(reaches)).astype(np.int64)  # (patterns, inputs)
-        yield (np.array([j]), counts.reshape(-1, 1),
-               np.broadcast_to(mult[:, None], counts.shape).reshape(-1, 1))
+    # a group's whole channels run from after its first piece (when partial) to before its last
+    c0 = np.where(full[first], pc[first], pc[first] + 1)
+    c1 = np.where(some, np.maximum(np.where(full[last], pc[last] + 1, pc[last]), c0), c0)
+    ends = (np.where(full[first] | ~some, -1, first),
+            np.where(full[last] | (last == first) | ~some, -1, last))
+    rows = 3 * n_taps
+    step = max(1, _WINDOW_CELLS // max(m.shape[1] * rows, rows * n_ipos, 1))
+    for s0 in range(0, n_groups, step):
+        jj = np.arange(s0, min(s0 + step, n_groups))
+        taps = np.zeros((len(jj), m.shape[1], rows), dtype=np.int64)
+        taps[:, :, :n_taps] = cum[c1[jj]] - cum[c0[jj]]
+        cols = np.zeros((len(jj), rows, n_ipos), dtype=np.float32)  # 0/1
+        cols[:, :n_taps] = np.where(some[jj, None, None], reach, 0)
+        for e, q in enumerate(ends):  # the partial first and last pieces, where there are
+            sel = np.nonzero(q[jj] >= 0)[0]
+            if len(sel):
+                qq = q[jj[sel]]
+                taps[sel, :, (e + 1) * n_taps:(e + 2) * n_taps] = m[pc[qq]]
+                cols[sel, (e + 1) * n_taps:(e + 2) * n_taps] = _piece_reach(
+                    valid, in_flat, pa[qq], pb[qq], np.zeros(len(qq), dtype=np.int64), n_ipos)
+        u, n_u = _distinct_columns_each(cols)  # (G, rows, codes), (G, codes)
+        counts = np.rint(taps.astype(np.float64) @ u).astype(np.int64)  # (G, Cin, codes)
+        yield _as_histograms(jj, counts, np.broadcast_to(n_u[:, None, :], counts.shape))
+
+
+def _as_histograms(jj: np.ndarray, counts: np.ndarray, weights: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Groups ``jj``'s (G, ...) counts and weights as one block of histograms: rows 0..n (n the
+    largest count), each weighted by the inputs with that count (fewer cells for the
+    encoding's per-cell arithmetic)."""
+    n1 = int(counts.max(initial=0)) + 1
+    flat = (np.arange(len(jj)).reshape(-1, *[1] * (counts.ndim - 1)) * n1 + counts).ravel()
+    hist = np.bincount(flat, weights=weights.ravel(), minlength=len(jj) * n1)
+    hist = np.rint(hist).astype(np.int64).reshape(len(jj), n1)
+    return jj, np.broadcast_to(np.arange(n1, dtype=np.int64)[:, None], (n1, len(jj))), hist.T
 
 
 class _Patterns:
@@ -380,8 +401,10 @@ class _Patterns:
     by these multiplicities (a dense mask has one pattern per channel). Joint patterns of two
     neighbouring output channels (a core group across their boundary) are made on demand."""
 
-    def __init__(self, m: np.ndarray, cout_g: int) -> None:
-        self.m, self.cout_g = m, cout_g
+    def __init__(self, m: np.ndarray, cout_g: int, n_ipos: int) -> None:
+        self.m, self.cout_g, self.n_ipos = m, cout_g, n_ipos
+        self._readers: np.ndarray | None = None
+        self._bands: _Bands | None = None
         rows = [_unique_rows(m[c]) for c in range(m.shape[0])]
         width = max(1, max(len(r) for r, _ in rows))
         self.pat = np.zeros((m.shape[0], width, m.shape[2]))
@@ -390,6 +413,81 @@ class _Patterns:
             self.pat[c, :len(r)], self.mult[c, :len(r)] = r, w
         self.ipat = self.pat.astype(np.int64)
         self._joint: tuple[np.ndarray, np.ndarray] | None = None
+        # hists[c, v, n]: input channels whose kept taps in channel c give n synapses into an
+        # input position that reach code v reaches (code v: which taps read it from a piece);
+        # made per code on first sight and kept for every k
+        self.hists = np.zeros((m.shape[0], 0, self.hist_width()), dtype=np.int64)
+        self._codes: dict[bytes, int] = {}
+        self._lut = (np.full(1 << m.shape[2], -1, dtype=np.int64) if m.shape[2] <= _LUT_TAPS
+                     else None)
+
+    def readers(self, valid: np.ndarray, in_flat: np.ndarray) -> np.ndarray:
+        """(taps, input positions): the output position whose tap reads each input, -1 for
+        none (one at most: a tap is a shift); the layer's geometry, made once."""
+        if self._readers is None:
+            # int32 (half the memory traffic of the per-tap gathers), padded with -1 past the
+            # inputs so that a window running past the last input needs no clipping
+            self._readers = np.full((valid.shape[0], 2 * self.n_ipos + 1), -1, dtype=np.int32)
+            tt, oo = np.nonzero(valid)
+            self._readers[tt, in_flat[tt, oo]] = oo
+        return self._readers
+
+    def bands(self, valid: np.ndarray, in_flat: np.ndarray, n_pos: int) -> _Bands | None:
+        """The per-offset tables of long pieces (None: a kernel of too many taps for one
+        code word); made once."""
+        if self._bands is None and valid.shape[0] <= _KEY_BITS:
+            self._bands = _Bands(self, self.readers(valid, in_flat), self.n_ipos, n_pos)
+        return self._bands
+
+    def hist_width(self) -> int:
+        """Counts 0..n a piece of one channel can put on one input (n: the most kept taps of
+        any pattern), plus one."""
+        return int(self.ipat.sum(axis=2).max(initial=0)) + 1
+
+    def code_index(self, keys: np.ndarray) -> np.ndarray:
+        """The index into ``hists`` of each reach code in ``keys`` (..., words), as
+        :func:`_reach_keys` writes them; codes not seen before get their histograms here."""
+        flat = keys.reshape(-1, keys.shape[-1])
+        if self._lut is not None:  # few taps: a table over every possible code, no sort
+            idx = self._lut[flat[:, 0]]
+            if (idx < 0).any():
+                self._add(np.unique(flat[idx < 0, 0])[:, None])
+                idx = self._lut[flat[:, 0]]
+            return idx.reshape(keys.shape[:-1])
+        u, inverse = np.unique(flat, axis=0, return_inverse=True)
+        new = [i for i in range(len(u)) if u[i].tobytes() not in self._codes]
+        if new:
+            self._add(u[new])
+        lut = np.array([self._codes[r.tobytes()] for r in u], dtype=np.int64)
+        return lut[inverse.reshape(-1)].reshape(keys.shape[:-1])
+
+    def _add(self, words: np.ndarray) -> None:
+        """Histograms for new reach codes ``words`` (codes, words)."""
+        taps = np.arange(self.ipat.shape[2])
+        codes = (words[:, taps // _KEY_BITS] >> (taps % _KEY_BITS)) & 1  # (codes, taps)
+        base = self.hists.shape[1]
+        for i, row in enumerate(words):
+            self._codes[row.tobytes()] = base + i
+        if self._lut is not None:
+            self._lut[words[:, 0]] = base + np.arange(len(words))
+        self.hists = np.concatenate([self.hists, self._code_hists(codes)], axis=1)
+
+    def _code_hists(self, codes: np.ndarray) -> np.ndarray:
+        """(channels, len(codes), hist_width()) histograms of the counts ``pattern @ code``
+        over every channel's patterns, weighted by their multiplicities."""
+        cout, n_pat, _ = self.ipat.shape
+        n1 = self.hist_width()
+        out = np.zeros((cout, len(codes), n1), dtype=np.int64)
+        step = max(1, _WINDOW_CELLS // max(cout * n_pat, 1))
+        for v0 in range(0, len(codes), step):
+            cv = codes[v0:v0 + step]
+            cnt = self.ipat @ cv.T  # (channels, patterns, codes)
+            chan = np.arange(cout)[:, None, None]
+            flat = ((chan * len(cv) + np.arange(len(cv))[None, None, :]) * n1 + cnt).ravel()
+            w = np.broadcast_to(self.mult[:, :, None], cnt.shape).ravel()
+            h = np.bincount(flat, weights=w, minlength=cout * len(cv) * n1)
+            out[:, v0:v0 + len(cv)] = np.rint(h).astype(np.int64).reshape(cout, len(cv), n1)
+        return out
 
     def joint(self) -> tuple[np.ndarray, np.ndarray]:
         """Patterns over (channel c's taps, channel c + 1's taps) for every boundary c, padded
@@ -440,12 +538,16 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _windowed_blocks(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray, n_pos: int,
                      bounds: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """Counts of core groups narrower than a channel, by kept-tap pattern. A group is split at
-    the channel boundary into pieces (one, or two for a group that crosses it); a piece of
-    channel c reads only the input positions its positions' taps reach: a window [lo, hi) of
-    flat input positions, counted per pattern as ``pattern @ reach-within-window``. A crossing
-    group's two windows are put side by side, and where they overlap (the same inputs, both
-    channels in one conv group) the second piece's taps count into the first window's rows."""
+    """Counts of core groups narrower than a channel. A group is split at the channel
+    boundary into pieces (one, or two for a group that crosses it). A piece of channel c gives
+    an input the count ``pattern @ code``, where the input channel's kept taps are the pattern
+    and the input position's *reach code* says which taps read it from the piece; so a piece
+    is a histogram of counts (rows 0..n, weights: inputs with that count), its channel's
+    per-code histograms summed over its inputs' codes: for a long piece from per-offset tables
+    (:class:`_Bands`), for a short one row by row of its window of inputs. A crossing group's
+    two windows are put side by side, and where they overlap (the same inputs, both channels
+    in one conv group) the second piece's taps count into the first window's rows; its counts
+    are by joint pattern against the windows' distinct columns."""
     n_groups, n_taps = len(bounds) - 1, pats.m.shape[2]
     pj, pc, pa, pb = _pieces(bounds, n_pos)
     per = np.bincount(pj, minlength=n_groups)  # pieces per group: 0 (empty), 1 or 2
@@ -455,19 +557,21 @@ def _windowed_blocks(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray, n_
         blocks.append((empty, np.zeros((1, len(empty)), dtype=np.int64), None))
     if not len(pj):
         return blocks
-    lo, width = _piece_windows(valid, in_flat, pa, pb)
     first = np.cumsum(per) - per  # each group's first piece
     one = np.nonzero(per == 1)[0]
-    step = max(1, _WINDOW_CELLS // (max(pats.pat.shape[1], n_taps) * width))
-    for s0 in range(0, len(one), step):
-        jj = one[s0:s0 + step]
-        q = first[jj]
-        counts = _pattern_counts(pats.ipat[pc[q]], valid, in_flat, (pa[q], pb[q], lo[q]),
-                                 width)  # (G, patterns, width)
-        weights = np.broadcast_to(pats.mult[pc[q]][:, :, None], counts.shape)
-        blocks.append((jj, counts.reshape(len(jj), -1).T, weights.reshape(len(jj), -1).T))
+    bands = pats.bands(valid, in_flat, n_pos)
+    if bands is not None and len(one):  # long pieces: from the per-offset tables
+        q = first[one]
+        long = (pb[q] - pa[q]) > bands.spread
+        if long.any():
+            blocks.extend(bands.blocks(pats, one[long], pc[q[long]], pa[q[long]], pb[q[long]]))
+        one = one[~long]
+    if len(one):  # short pieces: each window row's reach code
+        blocks.extend(_short_blocks(pats, valid, in_flat, one, (pc[first[one]],
+                                    pa[first[one]], pb[first[one]])))
     two = np.nonzero(per == 2)[0]  # at most one per channel boundary
     if len(two):
+        lo, width = _piece_windows(valid, in_flat, pa, pb)
         jp, _ = pats.joint()
         step = max(1, _WINDOW_CELLS // (max(jp.shape[1], n_taps) * 2 * width))
         for s0 in range(0, len(two), step):
@@ -477,6 +581,110 @@ def _windowed_blocks(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray, n_
                                     (pc[q], pa[q], pb[q], lo[q], pa[q + 1], pb[q + 1], lo[q + 1]),
                                     width, jj))
     return blocks
+
+
+_KEY_BITS = 62  # taps per int64 word of a reach code
+_LUT_TAPS = 20  # kernels of at most this many taps look their codes up in a table
+
+
+def _reach_keys(out_of: np.ndarray, pa: np.ndarray, pb: np.ndarray, lo: np.ndarray,
+                width: int) -> np.ndarray:
+    """(pieces, width, words) reach codes: bit t set where tap t reads window row w (input
+    position lo + w) from an output position in the piece [pa, pb). ``out_of[t, x]``: the
+    output position whose tap t reads x, -1 for none and past the inputs (so one gather per
+    tap, no scatter; ``o - pa`` as unsigned is below ``pb - pa`` exactly inside the piece)."""
+    n_taps = out_of.shape[0]
+    x = (lo[:, None] + np.arange(width)[None, :]).astype(np.intp)
+    a = pa.astype(out_of.dtype)[:, None]
+    span = (pb - pa).astype(np.uint32)[:, None]
+    keys = np.zeros((len(pa), width, -(-n_taps // _KEY_BITS)), dtype=np.int64)
+    for t in range(n_taps):
+        hit = (out_of[t][x] - a).view(np.uint32) < span
+        word = keys[:, :, t // _KEY_BITS]
+        np.bitwise_or(word, hit.astype(np.int64) << (t % _KEY_BITS), out=word)
+    return keys
+
+
+def _piece_hists(hists: np.ndarray, chan: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """(pieces, counts): each piece's histogram of synapse counts over its inputs, the sum of
+    its channel's code histograms over its window rows' codes."""
+    n, width = codes.shape
+    n_codes = hists.shape[1]
+    if n_codes > width:  # fewer rows than codes: add the rows' histograms directly
+        return hists[chan[:, None], codes].sum(axis=1)
+    per = np.bincount((np.arange(n)[:, None] * n_codes + codes).ravel(),
+                      minlength=n * n_codes).reshape(n, n_codes)
+    return np.einsum("gv,gvn->gn", per, hists[chan])
+
+
+def _short_blocks(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray, jj_all: np.ndarray,
+                  pieces: tuple[np.ndarray, np.ndarray, np.ndarray]
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Groups ``jj_all`` of one piece each (channel, [pa, pb)), counted row by row of their
+    windows: each row's reach code, its channel's histogram for that code, summed."""
+    pc_all, pa_all, pb_all = pieces
+    lo_all, width = _piece_windows(valid, in_flat, pa_all, pb_all)
+    n1 = pats.hist_width()
+    out_of = pats.readers(valid, in_flat)
+    step = max(1, _WINDOW_CELLS // (max(8, n1) * width))
+    for s0 in range(0, len(jj_all), step):
+        sl = slice(s0, s0 + step)
+        codes = pats.code_index(_reach_keys(out_of, pa_all[sl], pb_all[sl], lo_all[sl], width))
+        hist = _piece_hists(pats.hists, pc_all[sl], codes)  # (G, counts 0..n1 - 1)
+        counts = np.broadcast_to(np.arange(n1, dtype=np.int64)[:, None], (n1, hist.shape[0]))
+        yield jj_all[sl], counts, hist.T
+
+
+class _Bands:
+    """The reach-code counts of a piece [pa, pb) of a channel longer than ``spread`` (the most
+    output positions between the first and last reader of one input), from tables over the
+    offsets, not row by row: an input all of whose readers lie in the piece has its full code
+    (which taps read it at all: padding only), and the inputs read from across either end form
+    a band whose codes depend only on that end. So the counts are
+    ``inside[pa] - past[pb] + start_band[pa] + end_band[pb]``, the same for every channel
+    (translation: every interior piece of one length and offset reads alike)."""
+
+    def __init__(self, pats: _Patterns, out_of: np.ndarray, n_ipos: int, n_pos: int) -> None:
+        r = out_of[:, :n_ipos].astype(np.int64)
+        has = r >= 0
+        read = has.any(axis=0)
+        r, has = r[:, read], has[:, read]
+        omin = np.where(has, r, n_pos).min(axis=0)
+        omax = np.where(has, r, -1).max(axis=0)
+        self.spread = int((omax - omin).max(initial=0))
+        bit = np.int64(1) << np.arange(r.shape[0], dtype=np.int64)
+        full = pats.code_index(((has * bit[:, None]).sum(axis=0))[:, None])
+        d = np.arange(1, self.spread + 1)[None, :]
+        cut = omin[:, None] + d  # (inputs, d): an end at output position omin + d
+        held = cut <= omax[:, None]
+        after = np.zeros(cut.shape, dtype=np.int64)  # readers at or after the cut
+        for t in range(r.shape[0]):
+            after |= (has[t][:, None] & (r[t][:, None] >= cut)).astype(np.int64) << t
+        before = (has * bit[:, None]).sum(axis=0)[:, None] & ~after
+        start = pats.code_index(np.where(held, after, 0)[..., None])
+        end = pats.code_index(np.where(held, before, 0)[..., None])
+        n_codes = pats.hists.shape[1]
+        tab = np.zeros((4, n_pos + 2, n_codes), dtype=np.int64)
+        np.add.at(tab[0], (omin, full), 1)
+        np.add.at(tab[1], (omax, full), 1)
+        np.add.at(tab[2], (cut[held], start[held]), 1)
+        np.add.at(tab[3], (cut[held], end[held]), 1)
+        inside = np.cumsum(tab[0][::-1], axis=0)[::-1]  # readers all at or after a
+        past = np.cumsum(tab[1][::-1], axis=0)[::-1]  # some reader at or after b
+        self.at_start = inside + tab[2]
+        self.at_end = tab[3] - past
+
+    def blocks(self, pats: _Patterns, jj: np.ndarray, pc: np.ndarray, pa: np.ndarray,
+               pb: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        n_codes = self.at_start.shape[1]
+        n1 = pats.hist_width()
+        step = max(1, _WINDOW_CELLS // (n_codes * n1))
+        for s0 in range(0, len(jj), step):
+            sl = slice(s0, s0 + step)
+            per = self.at_start[pa[sl]] + self.at_end[pb[sl]]  # (G, codes)
+            hist = np.einsum("gv,gvn->gn", per, pats.hists[pc[sl], :n_codes])
+            counts = np.broadcast_to(np.arange(n1, dtype=np.int64)[:, None], (n1, len(per)))
+            yield jj[sl], counts, hist.T
 
 
 def _crossing(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray,
@@ -499,9 +707,55 @@ def _crossing(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray,
     r2[gi, :, w2] = 0.0
     both[:, n_taps:, width:] = r2
     jp, jm = pats.joint()
-    counts = np.rint(jp[c] @ both).astype(np.int64)  # (G, joint patterns, 2 * width)
-    weights = np.broadcast_to(jm[c][:, :, None], counts.shape)
+    cols, n_cols = _distinct_columns_each(both)  # (G, 2 * taps, codes), (G, codes)
+    counts = np.rint(jp[c] @ cols).astype(np.int64)  # (G, joint patterns, codes)
+    weights = jm[c][:, :, None] * n_cols[:, None, :]
     return jj, counts.reshape(n, -1).T, weights.reshape(n, -1).T
+
+
+def _column_keys(reach: np.ndarray) -> np.ndarray | None:
+    """An exact int64 key per column of a 0/1 matrix (..., rows, columns), or None when there
+    are too many rows for one word."""
+    n_rows = reach.shape[-2]
+    if n_rows > _KEY_BITS:
+        return None
+    bit = (np.int64(1) << np.arange(n_rows, dtype=np.int64))
+    return np.einsum("...rc,r->...c", (reach > 0.5).astype(np.int64), bit)
+
+
+def _key_bits(keys: np.ndarray, n_rows: int) -> np.ndarray:
+    """The 0/1 columns (..., rows, codes) that :func:`_column_keys` keyed."""
+    return ((keys[..., None, :] >> np.arange(n_rows, dtype=np.int64)[:, None]) & 1
+            ).astype(np.float64)
+
+
+def _distinct_columns(reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct columns of ``reach`` (rows, inputs) and how many inputs have each: a count
+    ``pattern @ column`` is the same for every input of one column (a reach column is which
+    taps read that input), so a sum over inputs is a sum over these, by multiplicity."""
+    keys = _column_keys(reach)
+    if keys is None:
+        return reach, np.ones(reach.shape[1], dtype=np.int64)
+    u, n = np.unique(keys, return_counts=True)
+    return _key_bits(u, reach.shape[0]), n.astype(np.int64)
+
+
+def _distinct_columns_each(reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_distinct_columns` of each ``reach[g]`` (G, rows, inputs), padded with empty
+    columns of multiplicity 0 to the most any has."""
+    keys = _column_keys(reach)
+    if keys is None:
+        return reach, np.ones(reach.shape[::2], dtype=np.int64)
+    srt = np.sort(keys, axis=1)
+    first = np.ones(srt.shape, dtype=bool)
+    first[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    rank = np.cumsum(first, axis=1) - 1
+    n_codes = int(rank.max(initial=0)) + 1
+    g = np.arange(len(srt))[:, None]
+    codes = np.zeros((len(srt), n_codes), dtype=np.int64)
+    codes[g, rank] = srt
+    n = np.bincount((g * n_codes + rank).ravel(), minlength=len(srt) * n_codes)
+    return _key_bits(codes, reach.shape[1]), n.reshape(len(srt), n_codes).astype(np.int64)
 
 
 def _piece_windows(valid: np.ndarray, in_flat: np.ndarray, pa: np.ndarray, pb: np.ndarray
@@ -524,24 +778,6 @@ def _piece_windows(valid: np.ndarray, in_flat: np.ndarray, pa: np.ndarray, pb: n
         hi[s0:s0 + step] = np.where(held, last[o], -1).max(axis=1) + 1
     lo = np.where(hi > 0, lo, 0)  # a piece that reads nothing (all padding)
     return lo, max(1, int((hi - lo).max()))
-
-
-def _pattern_counts(pat: np.ndarray, valid: np.ndarray, in_flat: np.ndarray,
-                    piece: tuple[np.ndarray, np.ndarray, np.ndarray], width: int) -> np.ndarray:
-    """(pieces, patterns, width): kept synapses per pattern into each row of each piece's
-    window, added tap by tap (``pat`` is (pieces, patterns, taps)). One tap reads each input
-    from at most one output position, so a tap's (piece, row) targets are distinct and a plain
-    fancy-index add counts them."""
-    pa, pb, lo = piece
-    span = int((pb - pa).max())
-    o = pa[:, None] + np.arange(span)[None, :]
-    held = o < pb[:, None]
-    o = np.where(held, o, pa[:, None])
-    out = np.zeros((len(o), pat.shape[1], width), dtype=np.int64)
-    for t in range(valid.shape[0]):
-        rr, cc = np.nonzero(held & valid[t][o])
-        out[rr, :, in_flat[t][o[rr, cc]] - lo[rr]] += pat[rr, :, t]
-    return out
 
 
 def _piece_reach(valid: np.ndarray, in_flat: np.ndarray, pa: np.ndarray, pb: np.ndarray,

@@ -43,3 +43,16 @@ def test_the_lava_section_is_rendered_from_the_committed_results():
     result = json.loads(scale_lava.RESULTS.read_text())
     assert body == scale_lava.render_markdown(result).strip()
     assert {r["model"] for r in result["rows"]} == set(scale.MODELS)
+
+
+def test_the_pruned_fit_table_shows_wall_and_cpu_seconds_and_cuts():
+    fr = {"sparsity": 0.9, "date": "d", "load_average_before": [1.0], "load_average_after": [2.0],
+          "timeout_s": 60.0}
+    result = {"targets": ["loihi", "truenorth"], "fit_run_pruned": fr, "rows": [
+        {"model": "vgg16", "fit_check_lamp_s": {
+            "loihi": {"seconds": 3.25, "cpu_s": 2.5, "fits": False},
+            "truenorth": {"seconds": None, "timed_out_after_s": 60.0}}}]}
+    lines = scale._lamp_table(result)
+    assert lines[-1] == "| vgg16 | 3.2 (2.5) | > 60 (cut) |"
+    assert "sparsity 0.9" in lines[1] and "--pruned 0.9" in lines[1]
+    assert scale._lamp_table({"targets": [], "rows": []}) == []

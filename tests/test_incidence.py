@@ -47,6 +47,8 @@ CONV_CASES = pytest.mark.parametrize(
         (2, 3, (6, 6), 3, 1, 2, 2, 1),
         (4, 4, (9,), 3, 1, 1, 1, 4),
         (3, 5, (11,), 5, 2, 0, 1, 1),
+        (2, 3, (9, 9), 5, 1, 2, 1, 1),  # 25 taps: reach codes sorted, not looked up
+        (2, 2, (10, 10), 8, 1, 3, 1, 1),  # 64 taps: codes of two words, no column keys
     ])
 
 
@@ -168,3 +170,66 @@ def test_unique_rows_are_the_distinct_nonzero_rows_with_their_counts(monkeypatch
         u, c = geometry._unique_rows(rows)
         want = Counter(tuple(r) for r in rows.tolist() if any(r))
         assert dict(zip(map(tuple, u.astype(int).tolist()), c.tolist(), strict=True)) == want
+
+
+def _pruned_chain() -> list[LayerGeometry]:
+    """A pruned conv chain (padded, strided) into a residual block whose shortcut joins the
+    block's last conv in one population: every output channel with its own kept-tap patterns,
+    maps wide enough that the core-grid chips split channels into many core groups."""
+    rng = np.random.default_rng(7)
+
+    def conv(name, cin, cout, hw, stride, **kw):  # type: ignore[no-untyped-def]
+        out = (hw + 2 - 3) // stride + 1
+        return LayerGeometry(name=name, kind="conv2d", in_shape=(cin, hw, hw),
+                             out_shape=(cout, out, out), mask=rng.random((cout, cin, 3, 3)) < 0.15,
+                             neuron_shape=(cout, out, out), stride=(stride, stride),
+                             padding=(1, 1), **kw)
+
+    n = 12 * 16 * 16
+    return [conv("c1", 3, 12, 32, 1, source="@input"), conv("c2", 12, 12, 32, 2),
+            conv("c3", 12, 12, 16, 1), conv("c4", 12, 12, 16, 1, population="p"),
+            LayerGeometry(name="sc", kind="identity", in_shape=(12, 16, 16),
+                          out_shape=(12, 16, 16), mask=rng.random(n) < 0.9,
+                          neuron_shape=(12, 16, 16), source="c2", population="p")]
+
+
+@pytest.mark.parametrize("target", ["loihi", "loihi2", "truenorth", "spinnaker", "spinnaker2"])
+def test_fit_from_the_column_blocks_equals_the_fit_from_the_full_incidence(target, monkeypatch):
+    """The whole check of a pruned chain and a residual block, per target: the column blocks
+    (reach codes, distinct columns) give the verdicts, cores and per-core usages that the full
+    (input x core group) incidence gives."""
+    import dataclasses
+
+    from slamp_deploy.chips import load_profile
+    from slamp_deploy.fit import check
+
+    prof = load_profile(target)
+    got = check.check_fit(_pruned_chain(), prof).to_dict()
+    monkeypatch.setattr(check, "layer_stats",
+                        lambda lay: dataclasses.replace(layer_stats(lay), column_blocks=None))
+    want = check.check_fit(_pruned_chain(), prof).to_dict()
+    assert got == want
+    if target in ("loihi", "truenorth", "spinnaker"):  # some layer's groups < a channel
+        assert any(lf["cores"] and lf["cores"] > 12 for lf in got["layers"])
+
+
+def test_loihi1_group_usage_from_blocks_equals_the_incidence_at_every_core_count():
+    """Loihi 1's per-group input axons and synapse-memory bits, from the column blocks and
+    from the incidence, at core counts of whole channels, crossing groups, pieces of a channel
+    and one neuron per core, on each layer of the pruned chain."""
+    import dataclasses
+
+    from slamp_deploy.chips import load_profile
+    from slamp_deploy.chips.core_grid import _GroupUsage
+    from slamp_deploy.chips.loihi import Loihi
+
+    prof = load_profile("loihi")
+    for lay in _pruned_chain()[:4]:
+        st = layer_stats(lay)
+        memory = Loihi().synapse_memory(lay, prof)
+        assert memory is not None
+        fast = _GroupUsage(lay, st, memory)
+        slow = _GroupUsage(lay, dataclasses.replace(st, column_blocks=None), memory)
+        for k in (1, 5, 12, 13, 25, 40, 97, 300, 1001, *((st.n_out,) if st.n_out < 4096
+                                                       else ())):
+            assert (fast.axons(k), fast.bits(k)) == (slow.axons(k), slow.bits(k)), (lay.name, k)
