@@ -412,14 +412,14 @@ def _fit_cell(v: dict[str, Any], cpu: bool = False) -> str:
     return f"{v['seconds']:.1f}" + (f" ({v['cpu_s']:.1f})" if cpu and "cpu_s" in v else "")
 
 
-def write_docs(markdown: str, path: Path = DOCS) -> None:
-    """Replace the generated section of docs/benchmarks.md (between BEGIN and END)."""
+def write_docs(markdown: str, path: Path = DOCS, begin: str = BEGIN, end: str = END) -> None:
+    """Replace a generated section of docs/benchmarks.md (between ``begin`` and ``end``)."""
     text = path.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{path}: markers {BEGIN!r} / {END!r} not found")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{markdown}\n{END}{tail}")
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path}: markers {begin!r} / {end!r} not found")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{markdown}\n{end}{tail}")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:

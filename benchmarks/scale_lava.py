@@ -118,15 +118,10 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 
 def write_docs(markdown: str, path: Path | None = None) -> None:
+    """Replace this benchmark's section of docs/benchmarks.md."""
     from benchmarks import scale
 
-    doc = path or scale.DOCS
-    text = doc.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{doc}: markers {BEGIN!r} / {END!r} not found")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{markdown}\n{END}{tail}")
+    scale.write_docs(markdown, path or scale.DOCS, BEGIN, END)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
