@@ -316,11 +316,16 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += _export_parts(result)
     carried = (" These times are carried over from " + result["matching_from"] + "."
                if result.get("matching_from") else "")
-    lines += ["", "Current matching, the same pruned model and calibration set: one sweep "
-              "against the layer-by-layer definition (identical results, tests/test_recover.py):"
-              + carried,
-              "", "| model | one sweep (s) | layer by layer (s) | speed-up |", "|---|---|---|---|"]
-    for r in result["rows"]:
+    matched = [r for r in result["rows"] if "matching_sweep_s" in r]
+    if not matched:
+        lines += ["", "Current matching against its layer-by-layer definition: not measured in "
+                  "this run (`--no-compare-matching`)."]
+    else:
+        lines += ["", "Current matching, the same pruned model and calibration set: one sweep "
+                  "against the layer-by-layer definition (identical results, "
+                  "tests/test_recover.py):" + carried, "",
+                  "| model | one sweep (s) | layer by layer (s) | speed-up |", "|---|---|---|---|"]
+    for r in matched:
         if "matching_sweep_s" in r:
             lines.append(f"| {r['model']} | {r['matching_sweep_s']:.1f} | "
                          f"{r['matching_per_layer_s']:.1f} | "
