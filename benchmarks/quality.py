@@ -838,6 +838,21 @@ def _map(fn, items: list, jobs: int, label: str) -> list:
     return results
 
 
+def _lambda_records(files: Sequence[Path], tasks: Sequence[str], seeds: Sequence[int]
+                    ) -> list[dict[str, Any]]:
+    """The lambda records (:func:`measure_lambdas`) of ``tasks`` and ``seeds`` in earlier
+    results files, the first one per (task, seed)."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for f in files:
+        for rec in json.loads(f.read_text()).get("lambdas") or []:
+            if rec["task"] in tasks and rec["seed"] in seeds:
+                out.setdefault((rec["task"], rec["seed"]), rec)
+    missing = [(t, s) for t in tasks for s in seeds if (t, s) not in out]
+    if missing:
+        raise SystemExit(f"--measured-from: no lambda record for {missing}")
+    return list(out.values())
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="slamp-deploy pruning-quality benchmark")
     ap.add_argument("--mode", choices=sorted(MODES), default="quick")
@@ -863,6 +878,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--render", type=Path, nargs="+", metavar="JSON",
                     help="print the markdown tables of existing results files (several: one "
                          "run per task, merged) and exit")
+    ap.add_argument("--measured-from", type=Path, nargs="+", metavar="JSON",
+                    help="take the measured lambdas from these results files' lambda records "
+                         "(same task and seed) instead of measuring them again")
     ap.add_argument("--carry-over", type=Path, nargs="+", metavar="JSON",
                     help="copy the runs of --carry-variants from these earlier results files "
                          "into --name, renamed to today's default lambda variant, and exit")
@@ -912,8 +930,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         prepared = {t: prepare(t, Path(work) / t, train_limit=train_limit[t],
                                eval_limit=eval_limit) for t in tasks}
         lam_jobs = ([(prepared[t], s) for t in tasks for s in mode["seeds"]]
-                    if measured or args.lambdas_only else [])
-        lam_results = _map(_lambda_job, lam_jobs, args.jobs, "measured lambdas")
+                    if (measured or args.lambdas_only) and not args.measured_from else [])
+        lam_results = (_map(_lambda_job, lam_jobs, args.jobs, "measured lambdas")
+                       + _lambda_records(args.measured_from or [], tasks, mode["seeds"]))
         lambdas = {(r["task"], r["seed"]): r["measured"] for r in lam_results}
         specs = [] if args.lambdas_only else plan(mode, tasks, lambdas, ablations)
         runs = _map(_run_spec, [(prepared[s.task], s) for s in specs], args.jobs, "runs")
