@@ -842,6 +842,8 @@ def _lambda_records(files: Sequence[Path], tasks: Sequence[str], seeds: Sequence
                     ) -> list[dict[str, Any]]:
     """The lambda records (:func:`measure_lambdas`) of ``tasks`` and ``seeds`` in earlier
     results files, the first one per (task, seed)."""
+    if not files:
+        return []
     out: dict[tuple[str, int], dict[str, Any]] = {}
     for f in files:
         for rec in json.loads(f.read_text()).get("lambdas") or []:
