@@ -18,6 +18,11 @@ runs beside the candidates unless OUT's name contains ``nolamp``. Candidates:
   errors whose signs are uncorrelated from step to step.
 * ``stage_max``: the largest own-layer ratio over the populations on the layer's paths.
 * ``downstream``: ``sqrt(l2 * chain)``, what ``--lambda-variant downstream`` computes.
+* ``readout_l2``: ``downstream``, but a readout (a layer whose neurons reach no later
+  population) keeps its ``l2`` factor (they differ where the readout has a zero reset).
+* ``anchored``: ``downstream``, but a readout's factor is its ``l2`` factor times the mean
+  amplification ``downstream / l2`` of the layers whose neurons feed it, so the readout keeps
+  ``l2``'s ratio to them instead of paying for the input layer's gain.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from .quality import RunSpec, _context, _init_worker, run_one
 from .tasks import Task, prepare
 
 CANDIDATES = ("l2", "chain_linear", "chain", "chain_sqrt", "chain_incoherent", "stage_max",
-              "downstream")
+              "downstream", "readout_l2", "anchored")
 
 
 def _reachable(graph: Any, i: int) -> set[int]:
@@ -103,7 +108,26 @@ def candidates(task: Task, seed: int) -> dict[str, dict[str, float]]:
              for i in _reachable(g, idx[id(la.neuron)])) for la in g.layers},
          "downstream": st.lambdas("downstream")}
     c["chain_sqrt"] = {n: math.sqrt(v) for n, v in c["chain"].items()}
+    c["readout_l2"], c["anchored"] = _readout_keeping(g, c["l2"], c["downstream"])
     return c
+
+
+def _readout_keeping(g: Any, l2: dict[str, float], ds: dict[str, float]
+                     ) -> tuple[dict[str, float], dict[str, float]]:
+    """The two readout-keeping candidates: a readout is a layer whose neurons reach no later
+    population; the layers feeding it are those whose neurons' successors include it."""
+    idx = {id(op): k for k, op in enumerate(g.ops)}
+    neuron = {la.name: idx[id(la.neuron)] for la in g.layers if la.neuron is not None}
+    succ = {n: neuron_successors(g, i) for n, i in neuron.items()}
+    ro, anch = dict(ds), dict(ds)
+    for la in g.layers:
+        if la.neuron is not None and succ[la.name]:
+            continue
+        feed = [n for n, s in succ.items() if la.name in neuron and neuron[la.name] in s]
+        ro[la.name] = l2[la.name]
+        amp = np.mean([ds[n] / l2[n] for n in feed]) if feed else 1.0
+        anch[la.name] = l2[la.name] * float(amp)
+    return ro, anch
 
 
 def _job(args: tuple[Task, RunSpec]) -> dict[str, Any]:
@@ -147,7 +171,8 @@ def render(data: list[dict[str, Any]]) -> str:
                 "current matching / after retraining)", "",
                 "| candidate | lambdas | " + " | ".join(f"{s:.2f}" for s in sps) + " |",
                 "|---|---|" + "---|" * len(sps)]
-        for n in ["lamp", *names]:
+        has_lamp = any(r["variant"] == "lamp" for r in d["runs"])
+        for n in ["lamp", *names] if has_lamp else names:
             cells = []
             for s in sps:
                 r = next((r for r in d["runs"] if r["variant"] == n and r["sparsity"] == s), None)

@@ -728,6 +728,37 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
             "variant_verdicts": [v for st in STAGES for v in compare_variants(rows, st)]}
 
 
+def _renamed(run: dict[str, Any], default: str) -> dict[str, Any]:
+    """A run of a file whose default lambda variant was ``default``, named as a file with
+    today's default names it: that file's ``slamp`` is ``slamp.<default>``, and the ablation of
+    today's default is the main ``slamp`` run (:func:`aggregate` aliases it the same way)."""
+    name = f"slamp.{default}" if run["variant"] == "slamp" else run["variant"]
+    return {**run, "variant": "slamp" if name == f"slamp.{DEFAULT_LAMBDA}" else name}
+
+
+def carry_over(parts: list[dict[str, Any]], variants: Sequence[str], sources: Sequence[str],
+               out: Path, name: str, sparsities: Sequence[float] | None = None) -> list[Path]:
+    """Write the runs of ``variants`` (at ``sparsities``, default all) from earlier results
+    files as a results file of today's default lambda variant, so that :func:`merge` can pool
+    them with new runs.
+
+    The runs are copied unchanged except for their names (:func:`_renamed`); this is only
+    sound where the pipeline still gives the same numbers, which docs/benchmarks.md checks
+    run by run against re-measured configurations before using it."""
+    runs = [r for p in parts for r in (_renamed(r, p["meta"].get("default_lambda_variant", "max"))
+                                       for r in p["runs"]) if r["variant"] in variants
+            and (sparsities is None or any(abs(r["sparsity"] - s) < 1e-9 for s in sparsities))]
+    rows = aggregate(runs, alias=f"slamp.{DEFAULT_LAMBDA}")
+    meta = {"mode": "carried", "carried_from": list(sources), "variants": list(variants),
+            "sparsities": sorted({r["sparsity"] for r in runs}),
+            "default_lambda_variant": DEFAULT_LAMBDA,
+            "note": "runs copied unchanged from the files in carried_from, renamed to today's "
+                    "default lambda variant (benchmarks.quality.carry_over)"}
+    return write_results(out, name, meta, runs, rows,
+                         [v for st in STAGES for v in compare(rows, st)], [],
+                         [v for st in STAGES for v in compare_variants(rows, st)])
+
+
 def docs_section(path: Path = DOCS) -> tuple[list[str], str]:
     """The results files the generated section of ``path`` names, and its body."""
     text = path.read_text()
@@ -807,11 +838,29 @@ def _map(fn, items: list, jobs: int, label: str) -> list:
     return results
 
 
+def _lambda_records(files: Sequence[Path], tasks: Sequence[str], seeds: Sequence[int]
+                    ) -> list[dict[str, Any]]:
+    """The lambda records (:func:`measure_lambdas`) of ``tasks`` and ``seeds`` in earlier
+    results files, the first one per (task, seed)."""
+    if not files:
+        return []
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for f in files:
+        for rec in json.loads(f.read_text()).get("lambdas") or []:
+            if rec["task"] in tasks and rec["seed"] in seeds:
+                out.setdefault((rec["task"], rec["seed"]), rec)
+    missing = [(t, s) for t in tasks for s in seeds if (t, s) not in out]
+    if missing:
+        raise SystemExit(f"--measured-from: no lambda record for {missing}")
+    return list(out.values())
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="slamp-deploy pruning-quality benchmark")
     ap.add_argument("--mode", choices=sorted(MODES), default="quick")
     ap.add_argument("--tasks", nargs="+", choices=TASKS)
-    ap.add_argument("--methods", nargs="+", choices=available_methods())
+    ap.add_argument("--methods", nargs="*", choices=available_methods(),
+                    help="methods to run (given with no name: none, only --ablations)")
     ap.add_argument("--sparsities", nargs="+", type=float)
     ap.add_argument("--seeds", nargs="+", type=int)
     ap.add_argument("--epochs", type=int, help="retraining epochs (all tasks)")
@@ -831,6 +880,13 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--render", type=Path, nargs="+", metavar="JSON",
                     help="print the markdown tables of existing results files (several: one "
                          "run per task, merged) and exit")
+    ap.add_argument("--measured-from", type=Path, nargs="+", metavar="JSON",
+                    help="take the measured lambdas from these results files' lambda records "
+                         "(same task and seed) instead of measuring them again")
+    ap.add_argument("--carry-over", type=Path, nargs="+", metavar="JSON",
+                    help="copy the runs of --carry-variants from these earlier results files "
+                         "into --name, renamed to today's default lambda variant, and exit")
+    ap.add_argument("--carry-variants", nargs="+", default=[], metavar="VARIANT")
     ap.add_argument("--write-docs", action="store_true",
                     help="with --render: put the tables into docs/benchmarks.md's generated "
                          "section instead of printing them")
@@ -839,6 +895,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = _parser().parse_args(argv)
+    if args.carry_over:
+        files = carry_over([json.loads(p.read_text()) for p in args.carry_over],
+                           args.carry_variants, [str(p) for p in args.carry_over], args.out,
+                           args.name or "quality_carried", args.sparsities)
+        return {"files": files}
     if args.render:
         md = render_markdown(merge([json.loads(p.read_text()) for p in args.render]))
         if args.write_docs:
@@ -850,7 +911,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     mode = dict(MODES[args.mode])
     tasks = args.tasks or mode["tasks"]
     for key in ("methods", "sparsities", "seeds"):
-        if getattr(args, key):
+        if getattr(args, key) or (key == "methods" and args.methods is not None):
             mode[key] = tuple(getattr(args, key))
     if args.sparsities:
         mode["ablation_sparsities"] = tuple(args.sparsities)
@@ -871,8 +932,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         prepared = {t: prepare(t, Path(work) / t, train_limit=train_limit[t],
                                eval_limit=eval_limit) for t in tasks}
         lam_jobs = ([(prepared[t], s) for t in tasks for s in mode["seeds"]]
-                    if measured or args.lambdas_only else [])
-        lam_results = _map(_lambda_job, lam_jobs, args.jobs, "measured lambdas")
+                    if (measured or args.lambdas_only) and not args.measured_from else [])
+        lam_results = (_map(_lambda_job, lam_jobs, args.jobs, "measured lambdas")
+                       + _lambda_records(args.measured_from or [], tasks, mode["seeds"]))
         lambdas = {(r["task"], r["seed"]): r["measured"] for r in lam_results}
         specs = [] if args.lambdas_only else plan(mode, tasks, lambdas, ablations)
         runs = _map(_run_spec, [(prepared[s.task], s) for s in specs], args.jobs, "runs")

@@ -108,7 +108,7 @@ def prepare(name: str, workdir: str | Path, *, train_limit: int | None = None,
     raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
 
 
-def _sequence_task(name: str, mod: Any, make: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+def _sequence_task(name: str, mod: Any, make: Callable[..., tuple[np.ndarray, np.ndarray]],
                    d: Path, train_limit: int | None, eval_limit: int | None, *,
                    description: str) -> Task:
     """A generated sequence task (``mod`` is its example module: sample counts, seeds, weights):
@@ -116,7 +116,7 @@ def _sequence_task(name: str, mod: Any, make: Callable[[int, int], tuple[np.ndar
     paths = {}
     for part, n, seed, lim in (("train", mod.TRAIN_SAMPLES, mod.TRAIN_SEED, train_limit),
                                ("eval", mod.EVAL_SAMPLES, mod.EVAL_SEED, eval_limit)):
-        x, y = _limit(*make(n, seed), lim, sequence=True)
+        x, y = make(n, seed, first=lim)  # the first lim of n, without generating the rest
         paths[part] = d / f"{name}_{part}{'' if lim is None else f'_{lim}'}.npz"
         np.savez(paths[part], x=x, y=y)
     return Task(name=name, model=f"{mod.__name__}:build_model", weights=str(mod.weights_path()),

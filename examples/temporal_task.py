@@ -74,15 +74,20 @@ def _trajectory(rng: np.random.Generator, cls: int) -> np.ndarray:
     return path
 
 
-def make_events(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def make_events(n: int, seed: int, first: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` samples as events ``x`` [T, n, PIXELS] (float32, 0/1) and labels ``y`` [n] (int64).
 
     Deterministic: the same ``(n, seed)`` gives bit-identical arrays. Classes are balanced
-    (``i % CLASSES``) and shuffled.
+    (``i % CLASSES``) and shuffled. ``first`` generates only the first samples of the ``n``,
+    bit-identical to slicing the full arrays: the labels are drawn for all ``n``, then the
+    generator draws sample by sample (the quick benchmark uses 200 of 3000).
     """
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(n) % CLASSES).astype(np.int64)
-    x = np.zeros((TIMESTEPS, n, PIXELS), dtype=np.float32)
+    if first is not None:
+        y = y[:first]
+    x = np.zeros((TIMESTEPS, len(y), PIXELS), dtype=np.float32)
     pix = np.arange(PIXELS, dtype=np.float64)
     for i, cls in enumerate(y):
         path = _trajectory(rng, int(cls))

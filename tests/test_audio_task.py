@@ -64,3 +64,14 @@ def test_model_mixes_time_constants_inside_layers_and_ships_trained_weights() ->
     with torch.no_grad():
         acc = (run(model, torch.from_numpy(x)).argmax(1) == torch.from_numpy(y)).float().mean()
     assert float(acc) > 2 * meta["chance"]
+
+
+def test_the_first_samples_are_the_full_sets_prefix():
+    """``first`` (what the quick benchmark uses) generates exactly the first samples of the n."""
+    from slamp_deploy.examples.temporal_task import make_events
+
+    for make in (at.make_spikes, make_events):
+        x, y = make(40, 7)
+        xf, yf = make(40, 7, first=9)
+        assert np.array_equal(xf, x[:, :9]) and np.array_equal(yf, y[:9])
+        assert np.array_equal(make(40, 7, first=99)[0], x)

@@ -160,3 +160,28 @@ def test_the_docs_quality_section_is_rendered_from_the_committed_results() -> No
     assert names, "the section names no results file"
     data = quality.merge([json.loads((root / n).read_text()) for n in names])
     assert body == quality.render_markdown(data).strip()
+
+
+def test_carry_over_renames_an_earlier_default_and_merges(tmp_path) -> None:
+    """Runs of a file made under another default lambda variant are renamed so that its
+    ``slamp`` becomes ``slamp.<its default>`` and today's default's ablation the main run;
+    ``--methods`` with no name runs only the ablations."""
+    from benchmarks.quality import DEFAULT_LAMBDA, _parser, carry_over, merge
+
+    def run(variant: str, acc: float) -> dict:
+        return {"task": "t", "variant": variant, "sparsity": 0.9, "seed": 0, "acc_pruned": acc,
+                "acc_current_matched": acc, "acc_retrained": acc, "synops_reduction": 2.0,
+                "acc_dense": 0.9, "sparsity_achieved": 0.9}
+
+    old = {"meta": {}, "runs": [run("slamp", 0.5), run(f"slamp.{DEFAULT_LAMBDA}", 0.6),
+                                run("slamp.sqrt", 0.7), run("lamp", 0.4)]}
+    carry_over([old], ["slamp", "slamp.max", "slamp.sqrt"], ["old.json"], tmp_path, "c")
+    data = json.loads((tmp_path / "c.json").read_text())
+    got = {r["variant"]: r["acc_retrained"] for r in data["runs"]}
+    assert got == {"slamp.max": 0.5, "slamp": 0.6, "slamp.sqrt": 0.7}  # lamp not asked for
+    assert data["meta"]["default_lambda_variant"] == DEFAULT_LAMBDA
+    new = {"meta": {"default_lambda_variant": DEFAULT_LAMBDA}, "runs": [run("lamp", 0.4)]}
+    vv = merge([new, data])["variant_verdicts"]
+    assert {(v["variant"], v["stage"]) for v in vv if v["stage"] == "acc_retrained"} == {
+        ("max", "acc_retrained"), (DEFAULT_LAMBDA, "acc_retrained"), ("sqrt", "acc_retrained")}
+    assert _parser().parse_args(["--methods"]).methods == []

@@ -200,3 +200,26 @@ def test_pipeline_prunes_with_the_downstream_variant(tmp_path, tiny_model_file, 
     assert score["downstream"][first] > 1.2 * score["l2"][first]
     kept = {lv: [la.n_kept for la in a.layers] for lv, a in reps.items()}
     assert kept["downstream"] != kept["l2"]
+
+
+def test_readout_keeping_candidates_keep_the_lamp_limits_and_l2_readout_ratio():
+    """The two readout-keeping forms tried in benchmarks/lambda_sweep.py (docs/method.md):
+    LAMP's keep counts at T = 1 and without memory (property 3); with slow layers after a fast
+    one the input layer keeps downstream's factor while the readout keeps ``l2``'s ratio to the
+    layer that feeds it (``anchored``) or its own ``l2`` factor (``readout_l2``)."""
+    from benchmarks.lambda_sweep import _readout_keeping
+
+    for T, betas in ((1, (0.8, 0.9, 0.95)), (8, (0.0, 0.0, 0.0))):
+        g, stats = _stats(_mlp(*betas, reset="zero"), T)
+        weights = {la.name: la.weight for la in g.layers}
+        alive = {n: torch.ones_like(w, dtype=torch.bool) for n, w in weights.items()}
+        for lam in _readout_keeping(g, stats.lambdas("l2"), stats.lambdas("downstream")):
+            assert lam == dict.fromkeys(lam, 1.0), (T, betas)
+            assert (allocate("slamp", weights, alive, 0.9, lambdas=lam).keep
+                    == allocate("lamp", weights, alive, 0.9).keep)
+    g, stats = _stats(_mlp(0.3, 0.9, 0.97, reset="zero"), 16)
+    l2, ds = stats.lambdas("l2"), stats.lambdas("downstream")
+    ro, anch = _readout_keeping(g, l2, ds)
+    assert ro["0"] == anch["0"] == ds["0"] and ro["2"] == anch["2"] == ds["2"]
+    assert ro["4"] == l2["4"] > ds["4"]  # zero reset: downstream shortened the readout's memory
+    assert anch["4"] / anch["2"] == pytest.approx(l2["4"] / l2["2"])
