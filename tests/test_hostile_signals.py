@@ -62,9 +62,15 @@ def _start(s: dict[str, Path], point: str | None) -> tuple[subprocess.Popen, Pat
     env = dict(os.environ)
     if point:
         env[PAUSE_ENV] = f"{point}:{flag}"
+    # a suite started in the background (`make test &`, nohup) inherits SIGINT ignored, and the
+    # CLI rightly keeps it so: the run under test gets the default disposition back
     proc = subprocess.Popen(_argv(s), cwd=s["dir"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     return proc, flag
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(flag: Path, proc: subprocess.Popen) -> None:
