@@ -523,9 +523,8 @@ def run_lava_layers(
             parts[st.name].append(spk[st.name])
             stats["runs"] += 1
             stats["warnings"].extend(w for w in sta["warnings"] if w not in stats["warnings"])
-            for k in ("input_quant",):
-                if k in sta:
-                    stats[k] = sta[k]
+            if "input_quant" in sta:  # fixed_pt, a layer reading the network input
+                stats["input_quant"] = sta["input_quant"]
             layer_stats = _merge_layer(layer_stats, sta["layers"][0])
         assert layer_stats is not None
         layer_stats["delay"] = st.depth  # the whole network's delay, as its record says

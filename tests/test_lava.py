@@ -155,12 +155,17 @@ def test_node_matrices_equal_the_chain_run_on_basis_vectors(geometry, pool) -> N
                                    y.reshape(3, -1), rtol=1e-12, atol=1e-12)
 
 
-def test_a_node_type_without_a_builder_falls_back_to_basis_vectors() -> None:
-    nodes = {"t": nir.Threshold(threshold=np.zeros(4)), "l": nir.Linear(weight=np.eye(4))}
-    graph = type("G", (), {"nodes": nodes})()
-    assert lava_stages.node_matrix(nodes["t"], (4,)) is None
-    mat, _, _ = lava_stages.compose_affine(graph, ["l"], (4,))
-    assert (mat != sp.identity(4, format="csr")).nnz == 0
+def test_a_node_type_without_a_builder_falls_back_to_basis_vectors(monkeypatch) -> None:
+    assert lava_stages.node_matrix(nir.Threshold(threshold=np.zeros(4)), (4,)) is None
+    w = np.arange(12.0).reshape(3, 4) - 5.0
+    graph = type("G", (), {"nodes": {"l": nir.Linear(weight=w)}})()
+    built, _, _ = lava_stages.compose_affine(graph, ["l"], (4,))
+    # the same chain with Linear's builder removed: the basis-vector path gives the same matrix
+    monkeypatch.delitem(lava_stages._MATRICES, "Linear")
+    assert lava_stages.node_matrix(graph.nodes["l"], (4,)) is None
+    mat, _, shape = lava_stages.compose_affine(graph, ["l"], (4,))
+    assert shape == (3,) and (mat != built).nnz == 0
+    assert (mat != sp.csr_matrix(w)).nnz == 0
 
 
 def _border_taps(w: np.ndarray) -> int:
