@@ -304,6 +304,7 @@ def _conv_stats(layer: LayerGeometry) -> LayerStats:
                                np.asarray(starts, dtype=np.int64), stop)
 
     patterns: list[_Patterns] = []  # made on the first narrow groups, kept for every k
+    cum: list[np.ndarray] = []  # made on the first wide groups, kept for every k
 
     def column_blocks(starts: np.ndarray, stop: int | None = None
                       ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
@@ -312,7 +313,10 @@ def _conv_stats(layer: LayerGeometry) -> LayerStats:
         bounds = np.append(starts, end)
         k = len(starts)
         if k and g == 1 and int(np.diff(bounds).max()) >= n_pos:  # channels or more
-            yield from _whole_blocks(m, reach, valid, in_flat, n_pos, bounds)
+            if not cum:  # kept taps summed over the output channels before each, made once
+                cum.append(np.concatenate([np.zeros((1, *m.shape[1:]), dtype=np.int64),
+                                           np.cumsum(m, axis=0)]))
+            yield from _whole_blocks(m, cum[0], reach, valid, in_flat, n_pos, bounds)
             return
         if not k or int(np.diff(bounds).max()) >= n_pos:  # whole channels: dense, in chunks
             chunk = max(1, _DENSE_CELLS // max(cin * n_ipos, 1))
@@ -339,8 +343,8 @@ _WINDOW_CELLS = 1 << 23  # windowed counts are built this many (group, input) ce
 _DENSE_CELLS = 1 << 23  # whole-channel groups' incidence comes this many cells at a time
 
 
-def _whole_blocks(m: np.ndarray, reach: np.ndarray, valid: np.ndarray, in_flat: np.ndarray,
-                 n_pos: int, bounds: np.ndarray
+def _whole_blocks(m: np.ndarray, cum: np.ndarray, reach: np.ndarray, valid: np.ndarray,
+                 in_flat: np.ndarray, n_pos: int, bounds: np.ndarray
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Counts of core groups of about a channel or more (one conv group), a chunk of groups at
     a time: a group holds whole channels [c0, c1) and at most two partial ones (its first and
@@ -349,7 +353,6 @@ def _whole_blocks(m: np.ndarray, reach: np.ndarray, valid: np.ndarray, in_flat: 
     positions with the same reach column (which taps read them) count alike, so each group is
     counted over its distinct columns, by multiplicity."""
     n_taps, n_ipos = m.shape[2], reach.shape[1]
-    cum = np.concatenate([np.zeros((1, *m.shape[1:]), dtype=np.int64), np.cumsum(m, axis=0)])
     pj, pc, pa, pb = _pieces(bounds, n_pos)
     n_groups = len(bounds) - 1
     per = np.bincount(pj, minlength=n_groups)
@@ -412,6 +415,7 @@ class _Patterns:
         for c, (r, w) in enumerate(rows):
             self.pat[c, :len(r)], self.mult[c, :len(r)] = r, w
         self.ipat = self.pat.astype(np.int64)
+        self._hist_width = int(self.ipat.sum(axis=2).max(initial=0)) + 1
         self._joint: tuple[np.ndarray, np.ndarray] | None = None
         # hists[c, v, n]: input channels whose kept taps in channel c give n synapses into an
         # input position that reach code v reaches (code v: which taps read it from a piece);
@@ -442,7 +446,7 @@ class _Patterns:
     def hist_width(self) -> int:
         """Counts 0..n a piece of one channel can put on one input (n: the most kept taps of
         any pattern), plus one."""
-        return int(self.ipat.sum(axis=2).max(initial=0)) + 1
+        return self._hist_width
 
     def code_index(self, keys: np.ndarray) -> np.ndarray:
         """The index into ``hists`` of each reach code in ``keys`` (..., words), as
@@ -605,34 +609,45 @@ def _reach_keys(out_of: np.ndarray, pa: np.ndarray, pb: np.ndarray, lo: np.ndarr
     return keys
 
 
-def _piece_hists(hists: np.ndarray, chan: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """(pieces, counts): each piece's histogram of synapse counts over its inputs, the sum of
-    its channel's code histograms over its window rows' codes."""
-    n, width = codes.shape
-    n_codes = hists.shape[1]
-    if n_codes > width:  # fewer rows than codes: add the rows' histograms directly
-        return hists[chan[:, None], codes].sum(axis=1)
-    per = np.bincount((np.arange(n)[:, None] * n_codes + codes).ravel(),
-                      minlength=n * n_codes).reshape(n, n_codes)
-    return np.einsum("gv,gvn->gn", per, hists[chan])
-
-
 def _short_blocks(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray, jj_all: np.ndarray,
                   pieces: tuple[np.ndarray, np.ndarray, np.ndarray]
                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Groups ``jj_all`` of one piece each (channel, [pa, pb)), counted row by row of their
-    windows: each row's reach code, its channel's histogram for that code, summed."""
+    windows: each row's reach code, its channel's histogram for that code, summed. The reach
+    codes depend on the positions only, so pieces at the same [pa, pb) of different channels
+    share them (every channel's, when the groups align with the channels): they are made
+    once per distinct piece."""
     pc_all, pa_all, pb_all = pieces
-    lo_all, width = _piece_windows(valid, in_flat, pa_all, pb_all)
+    pair, inv = np.unique(pa_all * (int(pb_all.max(initial=0)) + 1) + pb_all, return_inverse=True)
+    first = np.zeros(len(pair), dtype=np.int64)
+    first[inv[::-1]] = np.arange(len(inv))[::-1]  # a piece of each distinct [pa, pb)
+    pa_u, pb_u = pa_all[first], pb_all[first]
+    lo_u, width = _piece_windows(valid, in_flat, pa_u, pb_u)
     n1 = pats.hist_width()
     out_of = pats.readers(valid, in_flat)
     step = max(1, _WINDOW_CELLS // (max(8, n1) * width))
-    for s0 in range(0, len(jj_all), step):
+    codes_u = np.empty((len(pair), width), dtype=np.int64)
+    for s0 in range(0, len(pair), step):
         sl = slice(s0, s0 + step)
-        codes = pats.code_index(_reach_keys(out_of, pa_all[sl], pb_all[sl], lo_all[sl], width))
-        hist = _piece_hists(pats.hists, pc_all[sl], codes)  # (G, counts 0..n1 - 1)
-        counts = np.broadcast_to(np.arange(n1, dtype=np.int64)[:, None], (n1, hist.shape[0]))
-        yield jj_all[sl], counts, hist.T
+        codes_u[sl] = pats.code_index(_reach_keys(out_of, pa_u[sl], pb_u[sl], lo_u[sl], width))
+    n_codes = pats.hists.shape[1]
+    if n_codes > width:  # fewer rows than codes: add the rows' histograms directly
+        for s0 in range(0, len(jj_all), step):
+            sl = slice(s0, s0 + step)
+            hist = pats.hists[pc_all[sl, None], codes_u[inv[sl]]].sum(axis=1)  # (G, 0..n1 - 1)
+            counts = np.broadcast_to(np.arange(n1, dtype=np.int64)[:, None], (n1, len(hist)))
+            yield jj_all[sl], counts, hist.T
+        return
+    # rows per code of each distinct piece, then a piece's histogram is those times its
+    # channel's code histograms: one product per run of pieces of one channel
+    per_u = np.bincount((np.arange(len(pair))[:, None] * n_codes + codes_u).ravel(),
+                        minlength=len(pair) * n_codes).reshape(len(pair), n_codes)
+    hist = np.empty((len(jj_all), n1), dtype=np.int64)
+    cuts = np.flatnonzero(np.diff(pc_all)) + 1
+    for a, b in zip([0, *cuts], [*cuts, len(pc_all)], strict=True):
+        hist[a:b] = per_u[inv[a:b]] @ pats.hists[pc_all[a]]
+    counts = np.broadcast_to(np.arange(n1, dtype=np.int64)[:, None], (n1, len(hist)))
+    yield jj_all, counts, hist.T
 
 
 class _Bands:

@@ -4,13 +4,23 @@ synapse budget as a cap for the allocator.
 
 Core mapping: each layer (each neuron population, its joined layers merged) gets its own cores;
 its units are split into ``k`` contiguous, equal groups (``starts = arange(k) * n // k``), and
-``k`` is the smallest count that satisfies every per-core rule. ``cores needed by each rule`` is
-that minimum for each rule alone. A family whose synapse memory has a bit-level encoding (Loihi 1)
-supplies it through :meth:`CoreGrid.synapse_memory`.
+``k`` is the fewest cores the search finds that satisfy every per-core rule; ``cores needed by
+each rule`` is what the search finds for each rule alone. A family whose synapse memory has a
+bit-level encoding (Loihi 1) supplies it through :meth:`CoreGrid.synapse_memory`.
+
+The search: a rule's usage at ``k`` cores is the most any group uses, and it falls as ``k``
+grows, but not strictly (the group boundaries shift with ``k``, and a group across two output
+channels reads both channels' inputs), so the search finds a count that fits where the count
+below it that the search tried does not, not always the global minimum. It gallops and bisects
+on a cheap lower bound (the groups of a few *hot* channels only, :class:`_GroupUsage`) and
+counts every group only where the bound passes; it searches again over the counts that are
+multiples of the channels (no group across two channels), which often fit with fewer cores,
+and takes the smaller answer. Every answer is checked on every group.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
@@ -59,7 +69,9 @@ class SynapseMemory(Protocol):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CoreRule:
     """One per-core rule of a layer: the most any of ``k`` core groups uses must stay within
-    ``limit``. ``at_n`` is the usage at one neuron per core, when known cheaply."""
+    ``limit``. ``at_n`` is the usage at one neuron per core, when known cheaply; ``lower`` a
+    cheap lower bound of ``usage`` and ``learn(k)`` what tightens it after a full count at
+    ``k``, when the usage has them."""
 
     rule: str
     limit: int
@@ -67,17 +79,94 @@ class CoreRule:
     figure: Figure
     relievable: bool
     at_n: int | None = None
+    lower: Callable[[int], int] | None = None
+    learn: Callable[[int], None] | None = None
+    aligned: int | None = None  # counts that are multiples of this split no region in two
 
     def fits(self, k: int) -> bool:
+        """Whether ``k`` cores satisfy the rule (the full count only where the bound passes)."""
+        if self.lower is not None and self.lower(k) > self.limit:
+            return False
         return self.usage(k) <= self.limit
+
+    def min_cores(self, n: int, ok_n: bool | None, start: int = 1) -> int | None:
+        """The fewest of 1..n cores this rule's search finds. Without a lower bound:
+        :func:`_min_cores` on the full count. With one, the search runs on the bound and the
+        full count decides only the answers it gives (:meth:`_bounded`), over every count and
+        again over the counts that split no region (``aligned``: a multiple of the regions),
+        whose usage has no groups across two regions and often fits sooner: the smaller
+        answer is taken. Either answer fits, and the next count below it that its search
+        tried does not. The bounded searches start at ``start`` (the cores the layer needs
+        anyway) and look below it only when it fits."""
+        if self.lower is None:
+            return _min_cores(self.fits, 1, n, ok_n)
+        k = self._bounded(start, n, ok_n, 1)
+        r = self.aligned
+        if k is not None and r is not None and 1 < r < k:
+            q = self._bounded(-(-start // r), n // r, ok_n if n % r == 0 else None, r, k)
+            if q is not None and q * r < k:
+                k = q * r
+        return k
+
+    def _bounded(self, lo: int, hi: int, ok_hi: bool | None, scale: int,
+                 below: int | None = None) -> int | None:
+        """The smallest i in [lo, hi] the search finds with ``scale * i`` cores fitting: it
+        searches on the bound, counts in full only the answer, and where that fails (the
+        bound was loose there) tightens the bound (:attr:`learn`) and goes on above it,
+        galloping up from it by steps of 1, 2, 4, ... None once the answer on the bound
+        reaches ``below`` cores (no better than an answer in hand)."""
+        lower, step = self.lower, None
+        assert lower is not None
+        lo = max(1, min(lo, hi))
+        if lo > 1 and lower(scale * lo) <= self.limit:  # the answer is lo or below it
+            i = _min_cores(lambda i: lower(scale * i) <= self.limit, 1, lo, True)
+            assert i is not None
+            if below is not None and scale * i >= below:
+                return None
+            if self.usage(scale * i) <= self.limit:
+                return i
+            if self.learn is not None:
+                self.learn(scale * i)
+            lo, step = i + 1, 1
+            if lo > hi:
+                return None
+        while True:
+            i = _min_cores(lambda i: lower(scale * i) <= self.limit, lo, hi, ok_hi, step)
+            if i is not None and below is not None and scale * i >= below:
+                return None
+            if i is None or self.usage(scale * i) <= self.limit:
+                return i
+            if self.learn is not None:
+                self.learn(scale * i)
+            lo, step = i + 1, 1  # lower(scale * i) is now the full count: the search moves on
+            if lo > hi:
+                return None
 
 
 class _GroupUsage:
-    """Per-core-group usage of one layer at ``k`` cores (axons and bits cached per ``k``)."""
+    """Per-core-group usage of one layer at ``k`` cores (axons and bits cached per ``k``).
+
+    :meth:`lower_axons` and :meth:`lower_bits` are the same maxima over only the groups that
+    touch the *hot* regions (output channels, for a conv layer): a lower bound at a fraction of
+    the cost, which rules a ``k`` out exactly when it already exceeds the limit. A full count
+    that the bound let through (:meth:`learn`) makes the regions of its largest groups hot, so
+    the bound at that ``k`` becomes the full count."""
 
     def __init__(self, lay: LayerGeometry, st: LayerStats, memory: SynapseMemory | None):
         self.lay, self.st, self.memory = lay, st, memory
         self._reduced: dict[int, tuple[int, int]] = {}
+        self._argmax: dict[int, tuple[int, int]] = {}  # k -> the groups with the most of each
+        self._lower: dict[int, tuple[int, int]] = {}  # k -> bounds over the hot regions now
+        n = st.n_out
+        # a region: the units of one output channel (a conv's positions); the bound needs
+        # column blocks and regions a group can be narrower than
+        self.region = math.prod(lay.out_shape[1:]) if len(lay.out_shape) > 1 else n
+        self.bounded = lay.kind != "linear" and 0 < self.region < n
+        self.regions = n // self.region if self.bounded else None
+        self.hot: set[int] = set()
+        if self.bounded:  # seed: the region of the most kept synapses
+            per = np.add.reduceat(st.fan_in, np.arange(0, n, self.region))
+            self.hot.add(int(np.argmax(per)))
 
     def neurons(self, k: int) -> int:
         return -(-self.st.n_out // k)
@@ -88,50 +177,117 @@ class _GroupUsage:
     def bits(self, k: int) -> int:
         return self._reduce(k)[1]
 
+    def lower_axons(self, k: int) -> int:
+        return self._bound(k)[0]
+
+    def lower_bits(self, k: int) -> int:
+        return self._bound(k)[1]
+
     def synapses(self, k: int) -> int:
         n = self.st.n_out
         return int(np.add.reduceat(self.st.fan_in, core_starts(n, k)).max(initial=0)) if n else 0
 
-    def _reduce(self, k: int) -> tuple[int, int]:
-        """(most input axons, most synapse-memory bits) of any of the k core groups.
+    def learn(self, k: int) -> None:
+        """Make the regions of the groups with the most axons and bits at ``k`` hot."""
+        self._reduce(k)
+        if not self.bounded or k not in self._argmax:
+            return
+        starts = core_starts(self.st.n_out, k)
+        stops = np.append(starts[1:], self.st.n_out)
+        grown = False
+        for j in set(self._argmax[k]):
+            first, last = int(starts[j]) // self.region, (int(stops[j]) - 1) // self.region
+            for r in range(first, last + 1):
+                grown |= r not in self.hot
+                self.hot.add(r)
+        if grown:
+            self._lower.clear()
 
-        Streams the groups a chunk at a time, so memory stays bounded whatever k is.
-        """
-        if k not in self._reduced:
-            if self.st.column_blocks is not None and self.lay.kind != "linear":
-                self._reduced[k] = self._reduce_blocks(k)
-                return self._reduced[k]
-            st, n = self.st, self.st.n_out
-            starts = core_starts(n, k)
-            chunk = max(1, _INCIDENCE_CELLS // max(st.n_in, 1))
-            size = -(-n // k)
+    def _bound(self, k: int) -> tuple[int, int]:
+        """(axons, bits) maxima over the groups that touch a hot region (the full maxima when
+        there is no bound, or once they are known). A group reaching more than a region past
+        a run of hot regions is cut at the run's edge: the part holds fewer of its units, so
+        no more axons and, at the mapping's group size, no more bits (the encoding grows with
+        the synapses an axon carries), and a bound at ``k`` few cores costs a run's units, not
+        the layer's."""
+        if not self.bounded or k in self._reduced:
+            return self._reduce(k)
+        if k not in self._lower:
+            n, reg, starts = self.st.n_out, self.region, core_starts(self.st.n_out, k)
+            runs: list[list[int]] = []  # runs of hot regions [first, end)
+            for r in sorted(self.hot):
+                if runs and r <= runs[-1][1]:
+                    runs[-1][1] = r + 1
+                else:
+                    runs.append([r, r + 1])
             axons = bits = 0
-            for a in range(0, k, chunk):
-                sub = starts[a : a + chunk]
-                stop = int(starts[a + chunk]) if a + chunk < k else n
-                counts = st.incidence(sub, stop)
-                axons = max(axons, int((counts > 0).sum(axis=0).max(initial=0)))
-                if self.memory is not None:
-                    dense = None
-                    if self.lay.kind == "linear":
-                        dense = counts == np.diff(np.append(sub, stop))[None, :]
-                    per_group = self.memory.bits(counts, size, dense).sum(axis=0)
-                    bits = max(bits, int(per_group.max(initial=0)))
-            self._reduced[k] = (axons, bits)
+            for r0, r1 in runs:
+                lo, hi = r0 * reg, min(r1 * reg, n)
+                a = int(np.searchsorted(starts, lo, side="right")) - 1  # groups a..b-1
+                b = int(np.searchsorted(starts, hi, side="left"))
+                sub = starts[a:b].copy()
+                if sub[0] < lo - reg:
+                    sub[0] = lo
+                stop = int(starts[b]) if b < k else n
+                if stop > hi + reg:
+                    stop = hi
+                ax, bt = self._per_group(sub, stop, -(-n // k))
+                axons, bits = max(axons, int(ax.max())), max(bits, int(bt.max()))
+            self._lower[k] = (axons, bits)
+        return self._lower[k]
+
+    def _reduce(self, k: int) -> tuple[int, int]:
+        """(most input axons, most synapse-memory bits) of any of the k core groups."""
+        if k not in self._reduced:
+            n = self.st.n_out
+            axons, bits = self._per_group(core_starts(n, k), n, -(-n // k))
+            self._reduced[k] = int(axons.max(initial=0)), int(bits.max(initial=0))
+            if len(axons):
+                self._argmax[k] = int(np.argmax(axons)), int(np.argmax(bits))
         return self._reduced[k]
 
-    def _reduce_blocks(self, k: int) -> tuple[int, int]:
-        """:meth:`_reduce` from the layer's column blocks (the same counts, fewer zero cells:
-        a conv group narrower than a channel reads a window of the inputs, and input channels
-        with the same kept taps are one row of that many). A group's sums add over the blocks
-        that hold it (joined layers give one block list per layer)."""
-        st, n = self.st, self.st.n_out
-        assert st.column_blocks is not None
-        size = -(-n // k)
+    def _per_group(self, starts: np.ndarray, stop: int, size: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Input axons and synapse-memory bits of the groups ``starts`` (the last ends at
+        ``stop``). The encoding's index bits follow the mapping's group size, ``ceil(n / k)``,
+        whichever of its groups are counted (``size``)."""
+        if self.st.column_blocks is not None and self.lay.kind != "linear":
+            return self._from_blocks(starts, stop, size)
+        return self._from_incidence(starts, stop, size)
+
+    def _from_incidence(self, starts: np.ndarray, stop: int, size: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_per_group` from the incidence, streamed a chunk of groups at a time, so
+        memory stays bounded whatever k is."""
+        st, k = self.st, len(starts)
+        chunk = max(1, _INCIDENCE_CELLS // max(st.n_in, 1))
         axons = np.zeros(k, dtype=np.int64)
         bits = np.zeros(k, dtype=np.int64)
+        for a in range(0, k, chunk):
+            sub = starts[a : a + chunk]
+            end = int(starts[a + chunk]) if a + chunk < k else stop
+            counts = st.incidence(sub, end)
+            axons[a : a + chunk] = (counts > 0).sum(axis=0)
+            if self.memory is not None:
+                dense = None
+                if self.lay.kind == "linear":
+                    dense = counts == np.diff(np.append(sub, end))[None, :]
+                bits[a : a + chunk] = self.memory.bits(counts, size, dense).sum(axis=0)
+        return axons, bits
+
+    def _from_blocks(self, starts: np.ndarray, stop: int, size: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_per_group` from the layer's column blocks (the same counts as the
+        incidence, fewer zero cells: a conv group narrower than a channel reads a window of
+        the inputs, and input channels with the same kept taps are one row of that many). A
+        group's sums add over the blocks that hold it (joined layers give one block list per
+        layer)."""
+        st = self.st
+        assert st.column_blocks is not None
+        axons = np.zeros(len(starts), dtype=np.int64)
+        bits = np.zeros(len(starts), dtype=np.int64)
         # the blocks come a bounded number of cells at a time (whole-channel groups in chunks)
-        for idx, counts, weights in st.column_blocks(core_starts(n, k)):
+        for idx, counts, weights in st.column_blocks(starts, stop):
             if not counts.size:
                 continue
             used = counts > 0
@@ -139,15 +295,16 @@ class _GroupUsage:
             if self.memory is not None:
                 b = self.memory.bits(counts, size, None)
                 bits[idx] += (b if weights is None else b * weights).sum(axis=0)
-        return int(axons.max(initial=0)), int(bits.max(initial=0))
+        return axons, bits
 
 
-def _min_cores(ok: Callable[[int], bool], lo: int, hi: int, ok_hi: bool | None = None
-               ) -> int | None:
+def _min_cores(ok: Callable[[int], bool], lo: int, hi: int, ok_hi: bool | None = None,
+               step: int | None = None) -> int | None:
     """Smallest k in [lo, hi] with ok(k) (usage falls as k grows): galloping from ``lo`` by
-    doubling, then bisection, so the cost follows the answer rather than ``hi`` (a per-core
-    usage at k cores costs O(inputs x k); ``hi`` is one core per neuron). ``ok_hi``: ok(hi)
-    when the caller knows it cheaply."""
+    doubling (or, given ``step``, by steps of step, 2 step, 4 step, ...), then bisection, so
+    the cost follows the answer rather than ``hi`` (a per-core usage at k cores costs
+    O(inputs x k); ``hi`` is one core per neuron). ``ok_hi``: ok(hi) when the caller knows it
+    cheaply."""
     lo = max(1, min(lo, hi))
     if ok_hi is False:  # known cheaply: then no k passes (usage falls as k grows)
         return None
@@ -155,9 +312,13 @@ def _min_cores(ok: Callable[[int], bool], lo: int, hi: int, ok_hi: bool | None =
         return lo
     if not (ok(hi) if ok_hi is None else ok_hi):
         return None
-    a, b = lo, min(2 * lo, hi)  # ok(a) false
+    a, b = lo, min(2 * lo if step is None else lo + step, hi)  # ok(a) false
     while b < hi and not ok(b):
-        a, b = b, min(2 * b, hi)
+        if step is None:
+            a, b = b, min(2 * b, hi)
+        else:
+            step *= 2
+            a, b = b, min(b + step, hi)
     while b - a > 1:  # ok(b) true (b == hi is known to pass)
         mid = (a + b) // 2
         if ok(mid):
@@ -188,7 +349,8 @@ def _axons_rule(p: HardwareProfile, lay: LayerGeometry, use: _GroupUsage) -> _Bu
         return limit(fig, "core.in_axons_max", lay.name, 0, relievable=True, remedy="")
     # one neuron per core: every synapse of a neuron comes through its own input axon
     return CoreRule(rule="core.in_axons_max", limit=ax, usage=use.axons, figure=fig,
-                    relievable=True, at_n=int(use.st.fan_in.max(initial=0)))
+                    relievable=True, at_n=int(use.st.fan_in.max(initial=0)),
+                    lower=use.lower_axons, learn=use.learn, aligned=use.regions)
 
 
 def _memory_rule(p: HardwareProfile, lay: LayerGeometry, use: _GroupUsage) -> _Built | None:
@@ -200,7 +362,8 @@ def _memory_rule(p: HardwareProfile, lay: LayerGeometry, use: _GroupUsage) -> _B
             dense1 = np.ones(1, dtype=bool) if lay.kind == "linear" else None
             at_n = int(use.st.fan_in.max(initial=0)) * int(use.memory.bits(one, 1, dense1)[0])
         return CoreRule(rule="core.synapse_memory_bits", limit=fig.as_int() or 0,
-                        usage=use.bits, figure=fig, relievable=True, at_n=at_n)
+                        usage=use.bits, figure=fig, relievable=True, at_n=at_n,
+                        lower=use.lower_bits, learn=use.learn, aligned=use.regions)
     if enc.value == "none":
         return RuleResult(rule="core.synapse_memory_bits", layer=lay.name, status="no_limit",
                           confidence=enc.confidence, reason=enc.source)
@@ -241,7 +404,7 @@ def _choose_cores(n: int, rules: Sequence[CoreRule]) -> tuple[int, dict[str, int
             needed[r.rule] = lo = -(-n // r.limit)
         else:
             ok_n = r.at_n <= r.limit if r.at_n is not None else None
-            needed[r.rule] = _min_cores(r.fits, 1, n, ok_n)
+            needed[r.rule] = r.min_cores(n, ok_n, lo)
     k = max([lo, *[v for v in needed.values() if v is not None]])
     if any(v is None for v in needed.values()):
         k = n  # a rule no mapping satisfies: spread to one neuron per core, as far as it goes
