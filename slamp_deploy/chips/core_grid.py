@@ -115,31 +115,27 @@ class CoreRule:
         bound was loose there) tightens the bound (:attr:`learn`) and goes on above it,
         galloping up from it by steps of 1, 2, 4, ... None once the answer on the bound
         reaches ``below`` cores (no better than an answer in hand)."""
-        lower, step = self.lower, None
+        lower = self.lower
         assert lower is not None
+
+        def ok(i: int) -> bool:
+            return lower(scale * i) <= self.limit
+
         lo = max(1, min(lo, hi))
-        if lo > 1 and lower(scale * lo) <= self.limit:  # the answer is lo or below it
-            i = _min_cores(lambda i: lower(scale * i) <= self.limit, 1, lo, True)
-            assert i is not None
-            if below is not None and scale * i >= below:
-                return None
-            if self.usage(scale * i) <= self.limit:
-                return i
-            if self.learn is not None:
-                self.learn(scale * i)
-            lo, step = i + 1, 1
-            if lo > hi:
-                return None
+        # where lo already passes on the bound, the answer is lo or below it
+        start, top, top_ok = (1, lo, True) if lo > 1 and ok(lo) else (lo, hi, ok_hi)
+        step: int | None = None
         while True:
-            i = _min_cores(lambda i: lower(scale * i) <= self.limit, lo, hi, ok_hi, step)
+            i = _min_cores(ok, start, top, top_ok, step)
             if i is not None and below is not None and scale * i >= below:
                 return None
             if i is None or self.usage(scale * i) <= self.limit:
                 return i
             if self.learn is not None:
                 self.learn(scale * i)
-            lo, step = i + 1, 1  # lower(scale * i) is now the full count: the search moves on
-            if lo > hi:
+            # lower(scale * i) is now the full count: the search moves on above it
+            start, step, top, top_ok = i + 1, 1, hi, ok_hi
+            if start > hi:
                 return None
 
 
