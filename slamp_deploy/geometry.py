@@ -393,8 +393,14 @@ def _as_histograms(jj: np.ndarray, counts: np.ndarray, weights: np.ndarray
     n1 = int(counts.max(initial=0)) + 1
     flat = (np.arange(len(jj)).reshape(-1, *[1] * (counts.ndim - 1)) * n1 + counts).ravel()
     hist = np.bincount(flat, weights=weights.ravel(), minlength=len(jj) * n1)
-    hist = np.rint(hist).astype(np.int64).reshape(len(jj), n1)
-    return jj, np.broadcast_to(np.arange(n1, dtype=np.int64)[:, None], (n1, len(jj))), hist.T
+    return _histogram_block(jj, np.rint(hist).astype(np.int64).reshape(len(jj), n1))
+
+
+def _histogram_block(jj: np.ndarray, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Groups ``jj``'s histograms ``hist`` (G, counts 0..n) as a column block: the counts
+    0..n as rows, each weighted by the inputs with that count."""
+    rows = np.broadcast_to(np.arange(hist.shape[1], dtype=np.int64)[:, None], hist.T.shape)
+    return jj, rows, hist.T
 
 
 class _Patterns:
@@ -574,8 +580,10 @@ def _windowed_blocks(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray, n_
         blocks.extend(_short_blocks(pats, valid, in_flat, one, (pc[first[one]],
                                     pa[first[one]], pb[first[one]])))
     two = np.nonzero(per == 2)[0]  # at most one per channel boundary
-    if len(two):
-        lo, width = _piece_windows(valid, in_flat, pa, pb)
+    if len(two):  # windows of the crossing groups' pieces only
+        both = np.concatenate([first[two], first[two] + 1])
+        lo = np.zeros(len(pa), dtype=np.int64)
+        lo[both], width = _piece_windows(valid, in_flat, pa[both], pb[both])
         jp, _ = pats.joint()
         step = max(1, _WINDOW_CELLS // (max(jp.shape[1], n_taps) * 2 * width))
         for s0 in range(0, len(two), step):
@@ -618,9 +626,8 @@ def _short_blocks(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray, jj_al
     share them (every channel's, when the groups align with the channels): they are made
     once per distinct piece."""
     pc_all, pa_all, pb_all = pieces
-    pair, inv = np.unique(pa_all * (int(pb_all.max(initial=0)) + 1) + pb_all, return_inverse=True)
-    first = np.zeros(len(pair), dtype=np.int64)
-    first[inv[::-1]] = np.arange(len(inv))[::-1]  # a piece of each distinct [pa, pb)
+    pair, first, inv = np.unique(pa_all * (int(pb_all.max(initial=0)) + 1) + pb_all,
+                                 return_index=True, return_inverse=True)
     pa_u, pb_u = pa_all[first], pb_all[first]
     lo_u, width = _piece_windows(valid, in_flat, pa_u, pb_u)
     n1 = pats.hist_width()
@@ -635,8 +642,7 @@ def _short_blocks(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray, jj_al
         for s0 in range(0, len(jj_all), step):
             sl = slice(s0, s0 + step)
             hist = pats.hists[pc_all[sl, None], codes_u[inv[sl]]].sum(axis=1)  # (G, 0..n1 - 1)
-            counts = np.broadcast_to(np.arange(n1, dtype=np.int64)[:, None], (n1, len(hist)))
-            yield jj_all[sl], counts, hist.T
+            yield _histogram_block(jj_all[sl], hist)
         return
     # rows per code of each distinct piece, then a piece's histogram is those times its
     # channel's code histograms: one product per run of pieces of one channel
@@ -646,8 +652,7 @@ def _short_blocks(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray, jj_al
     cuts = np.flatnonzero(np.diff(pc_all)) + 1
     for a, b in zip([0, *cuts], [*cuts, len(pc_all)], strict=True):
         hist[a:b] = per_u[inv[a:b]] @ pats.hists[pc_all[a]]
-    counts = np.broadcast_to(np.arange(n1, dtype=np.int64)[:, None], (n1, len(hist)))
-    yield jj_all, counts, hist.T
+    yield _histogram_block(jj_all, hist)
 
 
 class _Bands:
@@ -697,9 +702,8 @@ class _Bands:
         for s0 in range(0, len(jj), step):
             sl = slice(s0, s0 + step)
             per = self.at_start[pa[sl]] + self.at_end[pb[sl]]  # (G, codes)
-            hist = np.einsum("gv,gvn->gn", per, pats.hists[pc[sl], :n_codes])
-            counts = np.broadcast_to(np.arange(n1, dtype=np.int64)[:, None], (n1, len(per)))
-            yield jj[sl], counts, hist.T
+            yield _histogram_block(jj[sl], np.einsum("gv,gvn->gn", per,
+                                                     pats.hists[pc[sl], :n_codes]))
 
 
 def _crossing(pats: _Patterns, valid: np.ndarray, in_flat: np.ndarray,
@@ -744,20 +748,11 @@ def _key_bits(keys: np.ndarray, n_rows: int) -> np.ndarray:
             ).astype(np.float64)
 
 
-def _distinct_columns(reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct columns of ``reach`` (rows, inputs) and how many inputs have each: a count
+def _distinct_columns_each(reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct columns of each ``reach[g]`` (G, rows, inputs) and how many inputs have
+    each, padded with empty columns of multiplicity 0 to the most any has: a count
     ``pattern @ column`` is the same for every input of one column (a reach column is which
     taps read that input), so a sum over inputs is a sum over these, by multiplicity."""
-    keys = _column_keys(reach)
-    if keys is None:
-        return reach, np.ones(reach.shape[1], dtype=np.int64)
-    u, n = np.unique(keys, return_counts=True)
-    return _key_bits(u, reach.shape[0]), n.astype(np.int64)
-
-
-def _distinct_columns_each(reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_distinct_columns` of each ``reach[g]`` (G, rows, inputs), padded with empty
-    columns of multiplicity 0 to the most any has."""
     keys = _column_keys(reach)
     if keys is None:
         return reach, np.ones(reach.shape[::2], dtype=np.int64)

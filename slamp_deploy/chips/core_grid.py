@@ -154,8 +154,8 @@ class _GroupUsage:
         self._argmax: dict[int, tuple[int, int]] = {}  # k -> the groups with the most of each
         self._lower: dict[int, tuple[int, int]] = {}  # k -> bounds over the hot regions now
         n = st.n_out
-        # a region: the units of one output channel (a conv's positions); the bound needs
-        # column blocks and regions a group can be narrower than
+        # a region: the units of one output channel (a conv's positions); a bound needs
+        # regions a group can be narrower than (a linear layer has none)
         self.region = math.prod(lay.out_shape[1:]) if len(lay.out_shape) > 1 else n
         self.bounded = lay.kind != "linear" and 0 < self.region < n
         self.regions = n // self.region if self.bounded else None
