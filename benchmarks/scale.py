@@ -326,10 +326,9 @@ def render_markdown(result: dict[str, Any]) -> str:
                   "tests/test_recover.py):" + carried, "",
                   "| model | one sweep (s) | layer by layer (s) | speed-up |", "|---|---|---|---|"]
     for r in matched:
-        if "matching_sweep_s" in r:
-            lines.append(f"| {r['model']} | {r['matching_sweep_s']:.1f} | "
-                         f"{r['matching_per_layer_s']:.1f} | "
-                         f"{r['matching_per_layer_s'] / r['matching_sweep_s']:.1f}x |")
+        lines.append(f"| {r['model']} | {r['matching_sweep_s']:.1f} | "
+                     f"{r['matching_per_layer_s']:.1f} | "
+                     f"{r['matching_per_layer_s'] / r['matching_sweep_s']:.1f}x |")
     targets = result["targets"]
     fr = result.get("fit_run")
     what = ("the pruned model" if fr is None else

@@ -253,8 +253,11 @@ def join_samples(first: LavaResult, rest: LavaResult) -> LavaResult:
     time), so a probe run's sample need not be run again. The record (stats) is the second
     run's, with the method "layers" if either went layer by layer and the wall times added.
     """
-    if (first.mode, first.order, first.timesteps) != (rest.mode, rest.order, rest.timesteps):
-        raise ExportError("Lava runs of different modes, layers or steps cannot be joined")
+    a = (first.mode, first.order, first.timesteps)
+    b = (rest.mode, rest.order, rest.timesteps)
+    if a != b:
+        raise ExportError(f"Lava runs of different (mode, layers, steps) cannot be joined: "
+                          f"{a} and {b}; join only runs of one export and mode")
     stats = dict(rest.stats)
     if "layers" in (first.method, rest.method):
         stats["method"] = "layers"

@@ -207,7 +207,9 @@ def _conv_matrix(node: Any, in_shape: tuple[int, ...]
         data.append(np.broadcast_to(wc[ci_l, k_l][None, :], ok.shape)[ok])
         indices.append(cols[ok])
         counts.append(np.count_nonzero(ok, axis=1))
-    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(idx_dtype)
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+    # indptr holds the running count of synapses, which may pass 2**31 before the columns do
+    indptr = indptr.astype(idx_dtype if int(indptr[-1]) < 2**31 else np.int64)
     mat = sp.csr_matrix((np.concatenate(data) if data else np.zeros(0),
                          np.concatenate(indices) if indices else np.zeros(0, idx_dtype),
                          indptr), shape=(cout * n_pos, in_shape[0] * n_space))

@@ -143,6 +143,8 @@ def test_node_matrices_equal_the_chain_run_on_basis_vectors(geometry, pool) -> N
     nodes["s"] = nir.Scale(scale=np.float64(0.5))
     graph = type("G", (), {"nodes": nodes})()
     for chain in (names, [*names, "f", "s"]):
+        # the builders, not the basis-vector fallback the result is compared with
+        assert lava_stages._chain_product([nodes[n] for n in chain], in_shape) is not None
         mat, bias, out_shape = lava_stages.compose_affine(graph, chain, in_shape)
         ref = _basis(graph, chain, in_shape)
         assert mat.shape == ref.shape and (mat != ref).nnz == 0, chain
@@ -353,12 +355,14 @@ def test_layer_by_layer_run_equals_the_whole_network_run(tmp_path: Path) -> None
         assert lava_export.compare_with_reference(whole.spikes, ref)["exact_match"], name
         assert [la["delay"] for la in layers.stats["layers"]] == \
             [la["delay"] for la in whole.stats["layers"]]
-    fx = lava_export.run_lava(nets[0][1], nets[0][2].astype(np.float32), "fixed_pt",
-                              tmp_path / "fx", timeout_s=300,
-                              reference=lava_export.reference_spikes(nets[0][1],
-                                                                     nets[0][2]), max_nnz=1)
+    x0 = nets[0][2].astype(np.float32)
+    fx = lava_export.run_lava(nets[0][1], x0, "fixed_pt", tmp_path / "fx", timeout_s=300,
+                              reference=lava_export.reference_spikes(nets[0][1], x0), max_nnz=1)
     assert fx.method == "layers"
     assert all(la["quant"]["a_in_max_abs_observed"] > 0 for la in fx.stats["layers"])
+    # the input quantization recorded is the input layer's, as in the whole-network run
+    fw = lava_export.run_lava(nets[0][1], x0, "fixed_pt", tmp_path / "fw", timeout_s=300)
+    assert fx.stats["input_quant"] == fw.stats["input_quant"]
 
 
 @pytest.mark.lava
