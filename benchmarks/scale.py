@@ -445,15 +445,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
                     help="with --fit-only: time the fit check on LAMP-pruned masks instead")
     a = ap.parse_args(argv)
     targets = [t for t in a.targets.split(",") if t]
-    if a.fit_only and a.pruned is not None:
-        res = fit_only_pruned(a.fit_only, [m for m in a.models.split(",") if m], targets,
-                              a.fit_timeout, a.pruned)
-        if a.write_docs:
-            write_docs(render_markdown(res))
-        return res
     if a.fit_only:
-        res = fit_only(a.fit_only, [m for m in a.models.split(",") if m], targets,
-                       a.fit_timeout)
+        models = [m for m in a.models.split(",") if m]
+        res = (fit_only(a.fit_only, models, targets, a.fit_timeout) if a.pruned is None else
+               fit_only_pruned(a.fit_only, models, targets, a.fit_timeout, a.pruned))
         if a.write_docs:
             write_docs(render_markdown(res))
         return res

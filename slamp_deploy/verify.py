@@ -571,20 +571,21 @@ def _accuracy(spikes: np.ndarray, labels: np.ndarray) -> float:
     return float((counts.argmax(1) == labels).mean())
 
 
-def _lava_mode(r: _Run, mode: str, path: Path, ref: dict[str, np.ndarray]
-               ) -> tuple[LavaModeCheck, int | None]:
-    """The mode's check, and the index of its queued rounding request (floating_pt)."""
+def _lava_mode(r: _Run, mode: str, path: Path) -> tuple[LavaModeCheck, int | None]:
+    """The mode's check against the float64 reference, and the index of its queued rounding
+    request (floating_pt)."""
+    ref = r.reference64
+    assert ref is not None, "the NIR check sets the float64 reference"
     ex = get_exporter("lava", mode=mode, timeout_s=r.options.lava_timeout)
     probe = r.lava_probe if mode == "floating_pt" else None
     try:
         if probe is None:
-            res = ex.run(path, r.x, reference=r.reference64)
+            res = ex.run(path, r.x, reference=ref)
         elif r.x.shape[1] == 1:
             res = probe
         else:  # the probe's sample is done: run the others and join them
-            assert r.reference64 is not None
             res = lava_export.join_samples(probe, ex.run(
-                path, r.x[:, 1:], reference={k: v[:, 1:] for k, v in r.reference64.items()}))
+                path, r.x[:, 1:], reference={k: v[:, 1:] for k, v in ref.items()}))
     except ExportError as e:
         warnings.warn(f"Lava {mode}: {e}", SlampWarning, stacklevel=3)
         return LavaModeCheck(mode=mode, error=str(e)), None
@@ -616,16 +617,14 @@ def _check_lava(r: _Run) -> Pending:
     # Lava reads model.nir as written for the NIR check (its exchange files go beside it)
     assert r.nir_path is not None, "the NIR check runs first"
     path = r.nir_path
-    if r.reference64 is None:
-        r.reference64 = lava_export.reference_spikes(r.graph, r.x)
+    assert r.reference64 is not None, "the NIR check sets the float64 reference"
     n, note = lava_samples(r, ex, path)
     if n < r.x.shape[1]:  # the same first n samples for Lava and for its references
         r = replace(r, x=r.x[:, :n], labels=r.labels[:n],
                     ours={k: v[:, :n] for k, v in r.ours.items()},
                     reference64={k: v[:, :n] for k, v in r.reference64.items()})
-    ref = r.reference64
     torch_acc = _accuracy(r.ours[r.names[-1]], r.labels)
-    runs = [_lava_mode(r, mode, path, ref) for mode in lava_export.MODES]
+    runs = [_lava_mode(r, mode, path) for mode in lava_export.MODES]
     samples = int(r.x.shape[1])
 
     def done() -> LavaCheck:  # r.results is the shared list (replace() copies references)
@@ -658,8 +657,9 @@ def lava_samples(r: _Run, ex: Any, path: Path) -> tuple[int, str | None]:
         return n, None
     timeout = float(r.options.lava_timeout)
     try:
-        ref = None if r.reference64 is None else {k: v[:, :1] for k, v in r.reference64.items()}
-        probe = ex.run(path, r.x[:, :1], reference=ref)
+        assert r.reference64 is not None, "the NIR check sets the float64 reference"
+        probe = ex.run(path, r.x[:, :1],
+                       reference={k: v[:, :1] for k, v in r.reference64.items()})
         w = float(probe.wall_s)
         if isinstance(probe, lava_export.LavaResult) and probe.mode == "floating_pt":
             r.lava_probe = probe  # its sample is not run again (join_samples)
